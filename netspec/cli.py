@@ -1,0 +1,179 @@
+"""The `netspec` command line. Spec errors exit 2 with a located message; bugs exit 1."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .errors import SpecError
+
+
+def _spec_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a spec param (repeatable)")
+    parser.add_argument("--input", type=_shape, help="input shape C,H,W (overrides the spec's)")
+    parser.add_argument("--max-params", type=int, default=None,
+                        help="refuse networks with more parameters (default 10 billion)")
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W like 1,224,224, got '{text}'") from None
+    if not shape or any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    return shape
+
+
+def _load(args, path=None):
+    from .api import load, parse_assignments
+    from .elaborate import DEFAULT_MAX_PARAMS
+
+    return load(path or args.spec, parse_assignments(args.param), args.input,
+                args.max_params or DEFAULT_MAX_PARAMS)
+
+
+def cmd_compile(args) -> int:
+    from rich.console import Console
+
+    from .report import summary, table, totals_line
+
+    network = _load(args)
+    if args.no_build:
+        module = None
+    else:
+        from .build import build
+
+        module = build(network)
+        built = sum(p.numel() for p in module.parameters())
+        if built != network.n_params:
+            raise RuntimeError(f"built module has {built} parameters, inference said {network.n_params}")
+    if args.json:
+        print(json.dumps(summary(network)))
+        return 0
+    console = Console()
+    console.print(table(network, args.depth))
+    console.print(totals_line(network), highlight=False)
+    if args.code and module is not None:
+        console.print(module.code, highlight=False, markup=False)
+    return 0
+
+
+def cmd_check(args) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            network = _load(args, path)
+        except SpecError as err:
+            failed += 1
+            print(err.format(), file=sys.stderr)
+            continue
+        if not args.quiet:
+            print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
+                  f"{', '.join(map(str, network.output))})")
+    return 2 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from .schema import schema_text
+
+    text = schema_text()
+    if args.output:
+        from .files import write_atomic
+
+        write_atomic(args.output, text.encode())
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_list(args) -> int:
+    from .docs import list_table
+
+    from rich.console import Console
+
+    Console().print(list_table())
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .docs import explain
+
+    print(explain(args.name))
+    return 0
+
+
+def parser(argv=None) -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="netspec", description="Neural networks as YAML, compiled to PyTorch.")
+    sub = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="infer shapes, build the module, print the table")
+    p.add_argument("spec")
+    _spec_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--depth", type=int, default=None, help="show nodes down to this nesting depth")
+    p.add_argument("--code", action="store_true", help="also print the generated forward code")
+    p.add_argument("--no-build", action="store_true", help="stop after shape inference (no torch)")
+    p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("check", help="validate specs fast (no torch); one line per error")
+    p.add_argument("specs", nargs="+")
+    _spec_args(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the spec language")
+    p.add_argument("-o", "--output", help="write to this file instead")
+    p.set_defaults(run=cmd_schema)
+
+    p = sub.add_parser("list", help="list ops and templates with their parameters")
+    p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("explain", help="explain one op or template")
+    p.add_argument("name")
+    p.set_defaults(run=cmd_explain)
+
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    _train_commands(sub, bool(words) and words[0] in ("train", "eval"))
+    return root
+
+
+def _train_commands(sub, wanted: bool) -> None:
+    """train/eval live in netspec.train, which imports torch: only load it when they run."""
+    train = sub.add_parser("train", help="train a spec (Fashion-MNIST by default)")
+    evaluate = sub.add_parser("eval", help="evaluate a checkpoint: accuracy and a per-class table")
+    if not wanted:
+        return
+    from .train import cli as train_cli
+
+    train_cli.add_train_arguments(train)
+    train.set_defaults(run=train_cli.run_train)
+    train_cli.add_eval_arguments(evaluate)
+    evaluate.set_defaults(run=train_cli.run_eval)
+
+
+def main(argv=None) -> int:
+    args = parser(argv).parse_args(argv)
+    try:
+        return args.run(args)
+    except SpecError as err:
+        print(err.format(), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug in netspec, not in the spec
+        if os.environ.get("NETSPEC_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

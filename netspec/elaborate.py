@@ -1,0 +1,425 @@
+"""elaborate: one ordered walk that expands templates and repeats, evaluates
+expressions, resolves references and infers every shape.
+
+It is one pass because a template's parameters may depend on its input shape
+(a residual block projects its shortcut only when channels or stride change).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from . import ops
+from .errors import Frame, Pos, SpecError, did_you_mean
+from .expr import ExprError, substitute
+from .ir import Node, Shape
+from .load import Map, Seq
+from .spec import located
+from .templates import Template
+
+META = ("id", "from", "if", "repeat", "doc")
+STRUCTURE = ("group", "layers", "parallel", "merge")
+MAX_REPEAT = 10_000
+MAX_NODES = 50_000
+MAX_TEMPLATE_DEPTH = 32
+DEFAULT_MAX_PARAMS = 10_000_000_000
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+RESERVED = {
+    "input", "add_module", "add_submodule", "apply", "bfloat16", "buffers", "children", "code",
+    "compile", "cpu", "cuda", "double", "eval", "float", "forward", "graph", "half", "meta",
+    "modules", "parameters", "recompile", "state_dict", "to", "train", "training", "type",
+    "zero_grad", "load_state_dict", "named_modules", "named_parameters", "named_buffers",
+    "named_children", "register_buffer", "register_module", "register_parameter",
+    "requires_grad_", "share_memory", "extra_repr", "get_submodule", "get_parameter",
+    "get_buffer", "xpu", "ipu", "mtia", "to_empty", "print_readable", "shape_env", "to_folder",
+}
+
+
+@dataclass
+class Value:
+    """A tensor flowing between nodes: which sibling made it, and its shape."""
+
+    ref: str
+    shape: Shape
+
+
+class Scope:
+    """The nodes of one group or template instance being elaborated."""
+
+    def __init__(self, path: str, names: dict, input_shape: Shape):
+        self.path, self.names = path, names
+        self.values = {"input": Value("input", input_shape)}
+        self.prev = self.values["input"]
+        self.nodes: list[Node] = []
+
+    def child_path(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+
+class Elaborator:
+    def __init__(self, templates: dict[str, Template], max_params: int = DEFAULT_MAX_PARAMS):
+        self.templates = templates
+        self.max_params = max_params
+        self.chain: list[Frame] = []
+        self.expanding: list[str] = []
+        self.total_params = 0
+        self.count = 0
+
+    # -- errors ---------------------------------------------------------
+    def error(self, pos: Pos, message: str, hint: str | None = None) -> SpecError:
+        return SpecError(pos, message, hint, chain=self.chain)
+
+    def value(self, raw, pos: Pos, names: dict, in_shape: Shape | None):
+        """Substitute expressions in a value (recursively through lists and mappings)."""
+        if isinstance(raw, list):
+            return [self.value(v, raw.at(i) if isinstance(raw, Seq) else pos, names, in_shape)
+                    for i, v in enumerate(raw)]
+        if isinstance(raw, dict):
+            return {k: self.value(v, raw.at(k) if isinstance(raw, Map) else pos, names, in_shape)
+                    for k, v in raw.items()}
+        try:
+            return substitute(raw, names, in_shape)
+        except ExprError as exc:
+            raise self.error(pos, exc.message, exc.hint) from None
+
+    # -- walking --------------------------------------------------------
+    def sequence(self, items, scope: Scope, names: dict, pos: Pos) -> None:
+        if not isinstance(items, Seq):
+            raise self.error(getattr(items, "pos", pos), "expected a list of layers")
+        for index, item in enumerate(items):
+            self.layer(item, items.at(index), scope, names)
+
+    def layer(self, item, pos: Pos, scope: Scope, names: dict) -> None:
+        if isinstance(item, str):
+            item_map, key = None, self.kind_of_name(item, pos)
+        elif isinstance(item, Map):
+            item_map, key = item, self.kind_of_map(item)
+        else:
+            raise self.error(pos, f"a layer must be an op name or a mapping, got {type(item).__name__}"
+                             f" {item!r}", hint="e.g. `- relu` or `- conv: {out: 64, kernel: 3}`")
+        meta = item_map if item_map is not None else Map(pos)
+        first_input = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
+        if "if" in meta:
+            condition = self.value(meta["if"], meta.at("if"), names, first_input.shape)
+            if not isinstance(condition, bool):
+                raise self.error(meta.at("if"), f"'if' must be true or false, got {condition!r}")
+            if not condition:
+                self.skip(meta, scope, names, first_input)
+                return
+        times = 1
+        if "repeat" in meta:
+            times = self.value(meta["repeat"], meta.at("repeat"), names, first_input.shape)
+            if isinstance(times, bool) or not isinstance(times, int) or times < 0:
+                raise self.error(meta.at("repeat"), f"'repeat' must be a whole number >= 0, got {times!r}")
+            if times > MAX_REPEAT:
+                raise self.error(meta.at("repeat"), f"'repeat: {times}' is more than the limit of {MAX_REPEAT}")
+        for index in range(times):
+            local = {**names, "i": index} if "repeat" in meta else names
+            self.one(key, item_map, pos, scope, local)
+
+    def kind_of_name(self, name: str, pos: Pos) -> str:
+        if ops.get(name) or name in self.templates:
+            return name
+        raise self.unknown(name, pos)
+
+    def unknown(self, name, pos: Pos) -> SpecError:
+        known = [*ops.REGISTRY, *self.templates, *META, *STRUCTURE]
+        return self.error(pos, f"unknown op or template '{name}'",
+                          hint=did_you_mean(name, known) or "`netspec list` shows every op and template")
+
+    def kind_of_map(self, item: Map) -> str:
+        keys = [k for k in item if k not in META]
+        if "group" in keys:
+            self.only(item, keys, {"group", "layers"}, "group")
+            if "layers" not in item:
+                raise self.error(item.at("group"), "a group needs 'layers'")
+            return "group"
+        if "parallel" in keys:
+            self.only(item, keys, {"parallel", "merge"}, "parallel")
+            return "parallel"
+        if keys == ["layers"]:
+            return "layers"
+        kinds = [k for k in keys if ops.get(k) or k in self.templates]
+        for key in keys:
+            if key not in kinds:
+                if key in STRUCTURE:
+                    raise self.error(item.key_pos[key], f"'{key}' cannot be used here",
+                                     hint="'layers' belongs to a group, 'merge' to a parallel")
+                raise self.unknown(key, item.key_pos[key])
+        if not kinds:
+            raise self.error(item.pos, "this layer names no op or template",
+                             hint="a layer is e.g. `- conv: {out: 64, kernel: 3}` or `- relu`")
+        if len(kinds) > 1:
+            raise self.error(item.key_pos[kinds[1]], f"a layer holds one op, found '{kinds[0]}' and "
+                             f"'{kinds[1]}'", hint="put each op in its own list item (`- ...`)")
+        return kinds[0]
+
+    def only(self, item: Map, keys, allowed: set, what: str) -> None:
+        for key in keys:
+            if key not in allowed:
+                raise self.error(item.key_pos[key], f"'{key}' cannot appear in a {what}",
+                                 hint=did_you_mean(key, [*allowed, *META]))
+
+    def inputs(self, meta: Map, scope: Scope, names: dict) -> list[Value]:
+        raw = meta["from"]
+        refs = raw if isinstance(raw, list) else [raw]
+        if not refs:
+            raise self.error(meta.at("from"), "'from' needs at least one node name")
+        values = []
+        for index, ref in enumerate(refs):
+            pos = refs.at(index) if isinstance(refs, Seq) else meta.at("from")
+            values.append(self.resolve(self.value(ref, pos, names, None), pos, scope))
+        return values
+
+    def resolve(self, ref, pos: Pos, scope: Scope) -> Value:
+        if not isinstance(ref, str):
+            raise self.error(pos, f"a reference must be a node id, got {ref!r}")
+        if ref not in scope.values:
+            hint = did_you_mean(ref, scope.values) or (
+                "references point backwards to an earlier id in the same group "
+                "(or 'input'); so a cycle cannot be written")
+            raise self.error(pos, f"no node '{ref}' before this point", hint=hint)
+        return scope.values[ref]
+
+    def name_for(self, meta: Map, scope: Scope, names: dict) -> tuple[str, bool]:
+        if "id" not in meta:
+            return str(len(scope.nodes)), False
+        name = self.value(meta["id"], meta.at("id"), names, None)
+        if not isinstance(name, str) or not NAME.match(name):
+            raise self.error(meta.at("id"), f"id {name!r} is not a valid name",
+                             hint="letters, digits and _, not starting with a digit")
+        if name in RESERVED or name.startswith("_"):
+            raise self.error(meta.at("id"), f"id '{name}' is reserved (it clashes with a PyTorch module attribute)")
+        if name in scope.values:
+            hint = "ids in a repeat need ${i}, e.g. id: block${i}" if "i" in names else None
+            raise self.error(meta.at("id"), f"duplicate id '{name}' in this group", hint=hint)
+        return name, True
+
+    def skip(self, meta: Map, scope: Scope, names: dict, passed: Value) -> None:
+        """A skipped node passes its input through, under its id if it has one."""
+        if "id" in meta:
+            name, _ = self.name_for(meta, scope, names)
+            scope.values[name] = passed
+        scope.prev = passed
+
+    def add(self, node: Node, scope: Scope, has_id: bool) -> None:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise self.error(node.pos, f"the network has more than {MAX_NODES} nodes")
+        scope.nodes.append(node)
+        value = Value(node.name, node.shape)
+        scope.values[node.name] = value
+        scope.prev = value
+
+    def one(self, key: str, item: Map | None, pos: Pos, scope: Scope, names: dict) -> None:
+        meta = item if item is not None else Map(pos)
+        if key == "layers":
+            if "from" in meta:
+                scope.prev = self.inputs(meta, scope, names)[0]
+            self.no_id(meta, "an inline 'layers' list")
+            self.sequence(meta["layers"], scope, names, meta.at("layers"))
+        elif key == "parallel":
+            self.parallel(meta, scope, names)
+        elif key == "group":
+            self.group(meta, scope, names)
+        elif key in self.templates:
+            self.template(key, meta, pos, scope, names)
+        else:
+            self.op(key, meta, pos, scope, names)
+
+    def no_id(self, meta: Map, what: str) -> None:
+        if "id" in meta:
+            raise self.error(meta.at("id"), f"{what} cannot have an id", hint="use a group to name it")
+
+    # -- the kinds of layers ---------------------------------------------
+    def op(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
+        op = ops.get(key)()
+        raw = meta.get(key)
+        key_pos = meta.key_pos.get(key, pos)
+        low, high = op.inputs
+        if isinstance(raw, Seq) and high != 1:
+            if "from" in meta:
+                raise self.error(meta.at(key), f"give {key}'s inputs either as its list or in 'from', not both")
+            inputs = [self.resolve(self.value(r, raw.at(i), names, None), raw.at(i), scope)
+                      for i, r in enumerate(raw)]
+            raw = None
+        else:
+            inputs = self.inputs(meta, scope, names) if "from" in meta else [scope.prev]
+        if len(inputs) < low or (high is not None and len(inputs) > high):
+            want = f"{low}" if low == high else f"at least {low}"
+            raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
+                             hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
+        in_shapes = [v.shape for v in inputs]
+        params = self.op_params(op, key, raw, meta, pos, names, in_shapes[0])
+        try:
+            op.check_inputs(in_shapes)
+            shape = op.infer(params, in_shapes)
+            n_params = op.count_params(params, in_shapes)
+            flops = op.flops(params, in_shapes, shape)
+        except ops.ShapeError as exc:
+            where = raw.key_pos.get(exc.field, key_pos) if isinstance(raw, Map) and exc.field else key_pos
+            raise self.error(where, f"{key}: {exc.message}", exc.hint) from None
+        self.total_params += n_params
+        if self.total_params > self.max_params:
+            raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
+                             f"(this {key} alone has {n_params:,})",
+                             hint="raise the budget with --max-params if this is intended")
+        name, has_id = self.name_for(meta, scope, names)
+        node = Node(name, scope.child_path(name), key, key_pos, [v.ref for v in inputs], in_shapes,
+                    shape, params, n_params, flops)
+        self.add(node, scope, has_id)
+
+    def op_params(self, op, key: str, raw, meta: Map, pos: Pos, names: dict, in_shape: Shape):
+        if raw is None:
+            values, where = {}, meta.key_pos.get(key, pos)
+        elif isinstance(raw, Map):
+            values, where = self.value(raw, raw.pos, names, in_shape), raw.pos
+        elif op.primary:
+            values, where = {op.primary: self.value(raw, meta.at(key), names, in_shape)}, meta.at(key)
+            raw = _single(op.primary, raw, meta.at(key))
+        else:
+            raise self.error(meta.at(key), f"{key} takes no shorthand value; give a mapping of parameters",
+                             hint=f"parameters: {', '.join(op.Params.model_fields) or 'none'}")
+        try:
+            return op.Params.model_validate(values)
+        except ValidationError as exc:
+            err = located(exc, raw if isinstance(raw, Map) else Map(where), where, op.Params, prefix=f"{key}.")
+            raise self.error(err.pos, err.message, err.diagnostic.hint) from None
+
+    def group(self, meta: Map, scope: Scope, names: dict) -> None:
+        name = self.value(meta["group"], meta.at("group"), names, None)
+        if "id" in meta:
+            raise self.error(meta.at("id"), "a group is named by 'group:', not 'id'")
+        id_meta = Map(meta.pos)
+        id_meta["id"], id_meta.val_pos["id"] = name, meta.at("group")
+        name, _ = self.name_for(id_meta, scope, names)
+        start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
+        child = Scope(scope.child_path(name), names, start.shape)
+        self.sequence(meta["layers"], child, names, meta.at("layers"))
+        self.add(self.group_node(name, "group", meta.key_pos["group"], child, start, None), scope, True)
+
+    def group_node(self, name: str, op: str, pos: Pos, child: Scope, start: Value, params) -> Node:
+        return Node(name, child.path, op, pos, [start.ref], [start.shape], child.prev.shape, params,
+                    sum(n.n_params for n in child.nodes), sum(n.flops for n in child.nodes),
+                    child.nodes, child.prev.ref, group=True)
+
+    def parallel(self, meta: Map, scope: Scope, names: dict) -> None:
+        branches = meta["parallel"]
+        if not isinstance(branches, Seq) or not branches:
+            raise self.error(meta.at("parallel"), "'parallel' needs a list of branches")
+        start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
+        outputs = []
+        for index, branch in enumerate(branches):
+            scope.prev = start
+            if isinstance(branch, Seq):
+                self.sequence(branch, scope, names, branches.at(index))
+            else:
+                self.layer(branch, branches.at(index), scope, names)
+            outputs.append(scope.prev)
+        merge = meta.get("merge", "concat")
+        merge_pos = meta.at("merge") if "merge" in meta else meta.key_pos["parallel"]
+        if isinstance(merge, Map) and len(merge) == 1:
+            merge_key = next(iter(merge))
+        elif isinstance(merge, str):
+            merge_key, merge = merge, Map(merge_pos)
+        else:
+            raise self.error(merge_pos, "'merge' is an op name (concat, add, mul) or `{concat: {dim: 1}}`")
+        op = ops.get(merge_key)
+        if op is None or op.inputs[1] == 1:
+            raise self.error(merge_pos, f"cannot merge branches with '{merge_key}'",
+                             hint="use concat, add or mul")
+        merge_item = Map(merge_pos)
+        merge_item[merge_key] = merge.get(merge_key) if isinstance(merge, Map) else None
+        merge_item.key_pos[merge_key] = merge_pos
+        merge_item.val_pos[merge_key] = merge_pos
+        for key in ("id",):
+            if key in meta:
+                merge_item[key], merge_item.val_pos[key] = meta[key], meta.at(key)
+        for index, value in enumerate(outputs):
+            scope.values[f"__branch{index}"] = value
+        merge_item["from"] = Seq(merge_pos)
+        merge_item["from"].extend(f"__branch{i}" for i in range(len(outputs)))
+        merge_item["from"].item_pos.extend([merge_pos] * len(outputs))
+        merge_item.val_pos["from"] = merge_pos
+        try:
+            self.op(merge_key, merge_item, merge_pos, scope, names)
+        finally:
+            for index in range(len(outputs)):
+                scope.values.pop(f"__branch{index}", None)
+
+    def template(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
+        template = self.templates[key]
+        key_pos = meta.key_pos.get(key, pos)
+        if key in self.expanding or len(self.expanding) >= MAX_TEMPLATE_DEPTH:
+            cycle = " -> ".join([*self.expanding, key])
+            raise self.error(key_pos, f"template '{key}' is recursive ({cycle})",
+                             hint="a template cannot contain itself, directly or through another")
+        start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
+        args = self.template_args(template, meta.get(key), meta.at(key), names, start.shape)
+        name, _ = self.name_for(meta, scope, names)
+        child = Scope(scope.child_path(name), args, start.shape)
+        self.chain.append(Frame(key, child.path, key_pos))
+        self.expanding.append(key)
+        try:
+            self.sequence(template.graph, child, args, template.pos)
+        finally:
+            self.chain.pop()
+            self.expanding.pop()
+        self.add(self.group_node(name, key, key_pos, child, start, args), scope, True)
+
+    def template_args(self, template: Template, raw, pos: Pos, names: dict, in_shape: Shape) -> dict:
+        if raw is None:
+            raw = Map(pos)
+        if not isinstance(raw, Map):
+            raise self.error(pos, f"template '{template.name}' takes a mapping of parameters",
+                             hint=f"parameters: {', '.join(template.decls) or 'none'}")
+        for key in raw:
+            if key not in template.decls:
+                raise self.error(raw.key_pos[key], f"template '{template.name}' has no parameter '{key}'",
+                                 hint=did_you_mean(key, template.decls) or
+                                 f"parameters: {', '.join(template.decls) or 'none'}")
+        args = {}
+        for pname, decl in template.decls.items():
+            if pname in raw:
+                value, where = self.value(raw[pname], raw.at(pname), names, in_shape), raw.at(pname)
+            elif decl.required:
+                raise self.error(pos, f"template '{template.name}' needs parameter '{pname}'"
+                                 + (f" ({decl.doc})" if decl.doc else ""))
+            else:
+                where = template.decl_pos[pname]
+                self.chain.append(Frame(template.name, "defaults", pos))
+                try:
+                    value = self.value(decl.default, where, args, in_shape)
+                finally:
+                    self.chain.pop()
+            args[pname] = self.typed(decl.type, value, pname, where)
+        return args
+
+    def typed(self, kind: str, value, name: str, pos: Pos):
+        if kind == "int":
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise self.error(pos, f"parameter '{name}' must be an integer, got {value!r}")
+        elif kind == "float":
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise self.error(pos, f"parameter '{name}' must be a number, got {value!r}")
+        elif kind == "bool" and not isinstance(value, bool):
+            raise self.error(pos, f"parameter '{name}' must be true or false, got {value!r}")
+        elif kind == "str" and not isinstance(value, str):
+            raise self.error(pos, f"parameter '{name}' must be a string, got {value!r}")
+        elif kind == "list" and not isinstance(value, list):
+            raise self.error(pos, f"parameter '{name}' must be a list, got {value!r}")
+        return value
+
+
+def _single(key: str, value, pos: Pos) -> Map:
+    """A shorthand `linear: 10` seen as `{out: 10}`, so errors point at the 10."""
+    single = Map(pos)
+    single[key] = value
+    single.key_pos[key] = pos
+    single.val_pos[key] = pos
+    return single

@@ -1,0 +1,230 @@
+"""YAML text -> plain dicts/lists/scalars that remember where they came from.
+
+Built on PyYAML's safe event stream rather than its constructor so that every
+mapping, sequence and scalar keeps file, line and column, duplicate keys are
+caught, tags beyond YAML's core schema are refused, and aliases or nesting
+cannot blow up (a "billion laughs" document fails after a bounded amount of
+work).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import yaml
+
+from .errors import Pos, SpecError
+
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+CORE_TAGS = {
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "map", "seq", "merge")
+}
+
+
+class Map(dict):
+    """A YAML mapping; `.pos` is where it starts, `.key_pos`/`.val_pos` per key."""
+
+    def __init__(self, pos: Pos):
+        super().__init__()
+        self.pos = pos
+        self.key_pos: dict = {}
+        self.val_pos: dict = {}
+
+    def at(self, key) -> Pos:
+        """Position of the value under `key` (or of the mapping when absent)."""
+        return self.val_pos.get(key, self.pos)
+
+
+class Seq(list):
+    """A YAML sequence; `.pos` is where it starts, `.item_pos[i]` per item."""
+
+    def __init__(self, pos: Pos):
+        super().__init__()
+        self.pos = pos
+        self.item_pos: list[Pos] = []
+
+    def at(self, index: int) -> Pos:
+        return self.item_pos[index] if 0 <= index < len(self.item_pos) else self.pos
+
+
+def position(container, key, default: Pos | None = None) -> Pos:
+    """Best-known position of `container[key]` for any loaded container."""
+    if isinstance(container, (Map, Seq)):
+        return container.at(key)
+    return default or Pos("<unknown>", 1, 1)
+
+
+def locate(doc, loc, default: Pos) -> Pos:
+    """Follow a pydantic-style `loc` path into the document, as far as it goes."""
+    pos, node = getattr(doc, "pos", default), doc
+    for part in loc:
+        if isinstance(node, Map) and part in node:
+            pos, node = node.at(part), node[part]
+        elif isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
+            pos, node = node.at(part), node[part]
+        else:
+            break
+    return pos
+
+
+def _mark(mark, file: str) -> Pos:
+    return Pos(file, mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    def __init__(self, file: str):
+        self.file = file
+        self.nodes = 0
+        self.anchors: dict[str, tuple[object, int]] = {}
+        self.resolver = yaml.SafeLoader("")
+
+    def count(self, n: int, pos: Pos) -> None:
+        self.nodes += n
+        if self.nodes > MAX_NODES:
+            raise SpecError(pos, f"document too large: more than {MAX_NODES} nodes after expanding aliases",
+                            hint="aliases that refer to aliases grow exponentially; write the structure out")
+
+    def scalar(self, event) -> object:
+        pos = _mark(event.start_mark, self.file)
+        if event.tag and event.tag != "!":
+            tag = event.tag
+        else:
+            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag not in CORE_TAGS:
+            raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
+                            hint="netspec reads plain YAML only: no Python or custom tags")
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        if tag.endswith(":merge"):
+            return _MERGE
+        try:
+            return self.resolver.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
+
+    def build(self, events) -> object:
+        stack: list[list] = []  # frames: [container, pending_key, key_pos, merged_keys]
+        root = None
+
+        def put(value, pos: Pos, size: int):
+            nonlocal root
+            self.count(size, pos)
+            if not stack:
+                root = value
+                return
+            frame = stack[-1]
+            container = frame[0]
+            if isinstance(container, Seq):
+                container.append(value)
+                container.item_pos.append(pos)
+            elif frame[1] is _NOKEY:
+                if isinstance(value, (Map, Seq)):
+                    raise SpecError(pos, "a mapping key must be a plain scalar")
+                if value in container and value not in frame[3]:
+                    first = container.key_pos[value]
+                    raise SpecError(pos, f"duplicate key '{value}' (first defined at line {first.line})",
+                                    hint="YAML would silently keep only the last one; remove or rename one")
+                frame[1], frame[2] = value, pos
+            else:
+                key = frame[1]
+                if key is _MERGE:
+                    self.merge(container, value, pos, frame[3])
+                else:
+                    frame[3].discard(key)
+                    container[key] = value
+                    container.key_pos[key] = frame[2]
+                    container.val_pos[key] = pos
+                frame[1] = _NOKEY
+
+        sizes: list[int] = []
+        for event in events:
+            pos = _mark(event.start_mark, self.file) if event.start_mark else Pos(self.file, 1, 1)
+            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+                continue
+            if isinstance(event, yaml.DocumentStartEvent):
+                if root is not None:
+                    raise SpecError(pos, "a spec file holds exactly one YAML document")
+                continue
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
+                    raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
+                                    hint="netspec reads plain YAML only: no Python or custom tags")
+                if len(stack) >= MAX_DEPTH:
+                    raise SpecError(pos, f"nesting deeper than {MAX_DEPTH} levels")
+                container = Map(pos) if isinstance(event, yaml.MappingStartEvent) else Seq(pos)
+                stack.append([container, _NOKEY, None, set(), event.anchor, pos])
+                sizes.append(self.nodes)
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                container, _, _, _, anchor, start = stack.pop()
+                size = self.nodes - sizes.pop() + 1
+                if anchor:
+                    self.anchors[anchor] = (container, size)
+                put(container, start, 1)
+            elif isinstance(event, yaml.ScalarEvent):
+                value = self.scalar(event)
+                if event.anchor:
+                    self.anchors[event.anchor] = (value, 1)
+                put(value, pos, 1)
+            elif isinstance(event, yaml.AliasEvent):
+                if event.anchor not in self.anchors:
+                    raise SpecError(pos, f"unknown alias '*{event.anchor}'")
+                value, size = self.anchors[event.anchor]
+                self.count(size, pos)  # bound the work before copying
+                put(_relocated(value), pos, 0)
+        return root
+
+    def merge(self, target: Map, value, pos: Pos, merged: set) -> None:
+        sources = value if isinstance(value, Seq) else [value]
+        for source in sources:
+            if not isinstance(source, Map):
+                raise SpecError(pos, "a '<<' merge key takes a mapping or a list of mappings")
+            for key, item in source.items():
+                if key not in target:
+                    target[key] = item
+                    target.key_pos[key] = source.key_pos[key]
+                    target.val_pos[key] = source.val_pos[key]
+                    merged.add(key)
+
+
+_NOKEY = object()
+_MERGE = object()
+
+
+def _relocated(value):
+    """An alias is a copy: later stages may annotate it independently."""
+    return copy.deepcopy(value) if isinstance(value, (Map, Seq)) else value
+
+
+def load_text(text: str, file: str = "<string>"):
+    """Parse YAML text into Map/Seq/scalars, raising SpecError with a location."""
+    if "\t" in text:
+        for number, line in enumerate(text.splitlines(), 1):
+            indent = line[: len(line) - len(line.lstrip(" \t"))]
+            if "\t" in indent:
+                raise SpecError(Pos(file, number, indent.index("\t") + 1),
+                                "tab character in indentation", hint="YAML indents with spaces only")
+    try:
+        return _Builder(file).build(yaml.parse(text, Loader=yaml.SafeLoader))
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        pos = _mark(mark, file) if mark else Pos(file, 1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        context = f" ({exc.context})" if exc.context and exc.problem else ""
+        raise SpecError(pos, f"YAML syntax: {problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(Pos(file, 1, 1), f"YAML syntax: {exc}") from None
+    except RecursionError:
+        raise SpecError(Pos(file, 1, 1), "document nested too deeply") from None
+
+
+def load_file(path) -> tuple[object, str]:
+    """Read and parse a file; returns (document, text)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except FileNotFoundError:
+        raise SpecError(Pos(str(path), 1, 1), "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(Pos(str(path), 1, 1), f"cannot read file: {exc}") from None
+    return load_text(text, str(path)), text

@@ -1,0 +1,108 @@
+"""The op registry: one small class per op, found by name.
+
+An op is its parameter model (pydantic, the single source for validation,
+the JSON Schema and `netspec list`), its exact PyTorch shape rule, its
+parameter and FLOP counts, and how to build it. Shapes never include the
+batch dimension, which stays symbolic. Building imports torch lazily so the
+front end stays torch-free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+Shape = tuple[int, ...]
+REGISTRY: dict[str, type["Op"]] = {}
+
+
+class ShapeError(Exception):
+    """An input the op cannot take; `field` names the parameter to point at."""
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message, self.hint, self.field = message, hint, field
+
+
+class Params(BaseModel):
+    """Base of every op's parameters: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(Params):
+    pass
+
+
+@dataclass
+class Call:
+    """A node built as a plain function call in the generated forward."""
+
+    function: Any
+    kwargs: dict = field(default_factory=dict)
+    variadic: bool = False  # pass the inputs as one list (torch.cat)
+
+
+class Op:
+    """Base class; subclasses set `name` and `Params` and override the rules."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[Params]] = NoParams
+    primary: ClassVar[str | None] = None  # `linear: 10` means `linear: {out: 10}`
+    inputs: ClassVar[tuple[int, int | None]] = (1, 1)  # min, max number of inputs
+    ranks: ClassVar[tuple[int, ...] | None] = None  # accepted input ranks (no batch)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            REGISTRY[cls.name] = cls
+
+    def check_inputs(self, shapes: list[Shape]) -> None:
+        if self.ranks is None:
+            return
+        for shape in shapes:
+            if len(shape) not in self.ranks:
+                want = " or ".join(str(r + 1) for r in self.ranks)
+                raise ShapeError(f"{self.name} expects a {want}-d input (batch included), "
+                                 f"got {len(shape) + 1}-d {fmt(shape)}", hint=self.rank_hint(shape))
+
+    def rank_hint(self, shape: Shape) -> str | None:
+        return None
+
+    def infer(self, p, shapes: list[Shape]) -> Shape:
+        return shapes[0]
+
+    def count_params(self, p, shapes: list[Shape]) -> int:
+        return 0
+
+    def flops(self, p, shapes: list[Shape], out: Shape) -> int:
+        """FLOPs per sample, counting a multiply-add as 2 (torch.utils.flop_counter)."""
+        return 0
+
+    def build(self, p, shapes: list[Shape]):
+        raise NotImplementedError
+
+
+def fmt(shape: Shape) -> str:
+    return "(N, " + ", ".join(map(str, shape)) + ")" if shape else "(N)"
+
+
+def tuple_of(value, n: int, what: str, field_name: str) -> tuple[int, ...]:
+    """Expand an int to n values, or check a list has n values."""
+    if isinstance(value, int):
+        return (value,) * n
+    if len(value) != n:
+        raise ShapeError(f"{what} has {len(value)} values but the input has {n} spatial "
+                         f"dimension{'s' if n != 1 else ''}", field=field_name)
+    return tuple(value)
+
+
+def prod(values) -> int:
+    return math.prod(values)
+
+
+def get(name: str) -> type[Op] | None:
+    return REGISTRY.get(name)

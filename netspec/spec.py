@@ -1,0 +1,149 @@
+"""validate: the document's pydantic models, and pydantic errors -> located errors.
+
+The models here check the shape of the document (version, name, input,
+params, template definitions, the network list). Each layer's op parameters
+are checked by that op's own model during elaboration, once `$expressions`
+have values.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+
+from .errors import Pos, SpecError, did_you_mean
+from .load import Map, locate
+
+IDENT = r"^[A-Za-z][A-Za-z0-9_]*$"
+Scalar = int | float | bool | str
+Value = Scalar | list[Scalar]
+PARAM_TYPES = ("int", "float", "bool", "str", "list", "any")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ParamDecl(Strict):
+    """A template parameter: `out: int`, `stride: {default: 1}` or `{type: int, doc: ...}`."""
+
+    type: Literal["int", "float", "bool", "str", "list", "any"] = "any"
+    default: Any = None
+    required: bool = True
+    doc: str | None = None
+
+
+class TemplateDef(Strict):
+    """A block template: named parameters and a graph written in the spec language."""
+
+    doc: str | None = Field(None, description="one line saying what the block is")
+    params: dict[str, Any] = Field(default_factory=dict, description="name: type, or {type, default, doc}")
+    graph: list[Any] = Field(min_length=1, description="the block's layers; `input` is its input")
+
+    @field_validator("params")
+    @classmethod
+    def _names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.match(IDENT, str(name)) or name in ("in", "input", "i"):
+                raise ValueError(f"'{name}' cannot be a parameter name")
+        return value
+
+
+class TemplateFile(Strict):
+    """A file of templates a spec names under `use:`."""
+
+    netspec: Literal[1] = 1
+    blocks: dict[str, TemplateDef] = Field(default_factory=dict)
+
+
+class SpecDocument(Strict):
+    """A network spec, version 1."""
+
+    netspec: Literal[1] = Field(description="language version; always 1 for now")
+    name: str = Field(pattern=IDENT, description="the network's name (and its module's class name)")
+    doc: str | None = Field(None, description="what this network is, in a sentence")
+    input: list[PositiveInt] = Field(min_length=1, max_length=4, description="[C, H, W]; the batch is symbolic")
+    params: dict[str, Value] = Field(default_factory=dict, description="named values with defaults; -p NAME=VALUE overrides")
+    use: list[str] = Field(default_factory=list, description="template files, relative to this spec")
+    blocks: dict[str, TemplateDef] = Field(default_factory=dict, description="templates defined in this spec")
+    network: list[Any] = Field(min_length=1, description="the layers, in order; each takes the previous one's output")
+    train: dict[str, Any] | None = Field(None, description="training recipe for `netspec train`")
+
+    @field_validator("params", "blocks")
+    @classmethod
+    def _identifiers(cls, value: dict) -> dict:
+        for name in value:
+            if not re.match(IDENT, str(name)):
+                raise ValueError(f"'{name}' is not a valid name (letters, digits, _; starting with a letter)")
+        return value
+
+
+def parse_decl(name: str, raw) -> ParamDecl:
+    """Normalise the three ways of declaring a template parameter."""
+    if isinstance(raw, str) and raw in PARAM_TYPES:
+        return ParamDecl(type=raw)
+    if isinstance(raw, dict):
+        data = dict(raw)
+        data.setdefault("required", "default" not in raw)
+        return ParamDecl(**data)
+    return ParamDecl(type="any", default=raw, required=False)
+
+
+def validate(model: type[BaseModel], doc, file: str, what: str = "spec"):
+    """Validate a loaded document, turning the first pydantic error into a SpecError."""
+    if not isinstance(doc, Map):
+        raise SpecError(getattr(doc, "pos", Pos(file, 1, 1)), f"a {what} must be a YAML mapping",
+                        hint="start with 'netspec: 1'" if what == "spec" else None)
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        raise located(exc, doc, Pos(file, 1, 1), model) from None
+
+
+def located(exc: ValidationError, doc, default: Pos, model: type[BaseModel] | None = None,
+            prefix: str = "") -> SpecError:
+    """The first pydantic error, as a message at its YAML position."""
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    where = prefix + ".".join(str(p) for p in loc if p not in ("function-after",))
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        parent = locate(doc, loc[:-1], default)
+        pos = doc.key_pos.get(key, parent) if isinstance(doc, Map) and len(loc) == 1 else _key_pos(doc, loc, parent)
+        known = _known_fields(model, loc[:-1]) if model else []
+        return SpecError(pos, f"unknown key '{key}'" + (f" in {prefix.rstrip('.')}" if prefix else ""),
+                         hint=did_you_mean(key, known) or (f"known keys: {', '.join(known)}" if known else None))
+    if kind == "missing":
+        pos = locate(doc, loc[:-1], default)
+        return SpecError(pos, f"missing required key '{where}'")
+    pos = locate(doc, loc, default)
+    value = err.get("input")
+    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    return SpecError(pos, f"'{where}': {message[0].lower() + message[1:]}, got {shown}")
+
+
+def _key_pos(doc, loc, default: Pos) -> Pos:
+    node = doc
+    for part in loc[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return node.key_pos.get(loc[-1], default) if isinstance(node, Map) else default
+
+
+def _known_fields(model: type[BaseModel], loc) -> list[str]:
+    for part in loc:
+        info = model.model_fields.get(part) if isinstance(part, str) else None
+        annotation = getattr(info, "annotation", None)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)

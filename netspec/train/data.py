@@ -1,0 +1,281 @@
+"""Data sets as batches on the training device.
+
+Fashion-MNIST, MNIST and CIFAR-10 fit in memory, so they are held as one
+uint8 tensor on the device, shuffled with a generator seeded by (seed, epoch),
+and converted and resized a whole batch at a time on the device: no per-image
+PIL work, no worker processes. An image folder streams through a DataLoader
+with workers. Both hand out the same batches for the same seed and epoch, and
+the order of epoch E's batches depends on nothing else, so a run resumed in
+the middle of an epoch sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+TORCHVISION_SETS = {  # name -> (torchvision class name, folder torchvision looks in, how to fetch)
+    "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw"),
+    "mnist": ("MNIST", "MNIST/raw"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+}
+SYNTHETIC = {"train": 6000, "test": 1000, "classes": 10, "side": 28}
+
+
+class DataError(Exception):
+    """Data that cannot be loaded; the message says where we looked and what to do."""
+
+    exit_code = 2
+
+
+def data_dirs(data_dir: str | None) -> list[Path]:
+    """Where torchvision data sets are looked for, in order of preference."""
+    if data_dir:
+        return [Path(data_dir).expanduser()]
+    dirs = [Path(os.environ["NETSPEC_DATA"]).expanduser()] if os.environ.get("NETSPEC_DATA") else []
+    return dirs + [Path("~/.cache/netspec/data").expanduser()]
+
+
+# --- batches ------------------------------------------------------------------
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The shuffled order of epoch `epoch`: a function of (seed, epoch) alone."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
+                  world: int = 1) -> list[torch.Tensor]:
+    """This rank's share of each global batch of an epoch.
+
+    The global batch is split into `world` equal contiguous shares, so that
+    DDP's mean of per-rank gradients equals one process's gradient on the
+    whole batch. Under DDP a last batch is cut to a multiple of `world`.
+    """
+    order = epoch_order(n, seed, epoch)
+    out = []
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        share = len(idx) // world
+        if share == 0:
+            break
+        out.append(idx[rank * share:(rank + 1) * share])
+    return out
+
+
+def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """uint8 NCHW -> float in [0, 1] at `size`, like torchvision's Resize + ToTensor.
+
+    Bilinear with half-pixel centres; antialiased when shrinking, as PIL is.
+    """
+    x = images.float().div_(255)
+    if size is not None and tuple(x.shape[-2:]) != tuple(size):
+        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    return x
+
+
+@dataclass
+class TensorSplit:
+    """One split held whole on the device: uint8 images NCHW and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    size: tuple[int, int] | None = None   # output size; None = as stored
+    channels: int = 0                     # output channels (a gray set may be repeated to 3)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _batch(self, idx: torch.Tensor):
+        idx = idx.to(self.images.device)
+        x = to_float(self.images[idx], self.size)
+        if self.channels and x.shape[1] != self.channels:
+            x = x.expand(-1, self.channels, -1, -1)
+        return x, self.labels[idx]
+
+    def train_batches(self, batch_size, seed, epoch, rank=0, world=1, start=0) -> Iterator:
+        for idx in batch_indices(len(self), batch_size, seed, epoch, rank, world)[start:]:
+            yield self._batch(idx)
+
+    def num_batches(self, batch_size, world=1) -> int:
+        return len(_batch_starts(len(self), batch_size, world))
+
+    def test_batches(self, batch_size, rank=0, world=1) -> Iterator:
+        mine = torch.arange(rank, len(self), world)
+        for start in range(0, len(mine), batch_size):
+            yield self._batch(mine[start:start + batch_size])
+
+
+def _batch_starts(n, batch_size, world):
+    """Where an epoch's batches start (to count them without shuffling)."""
+    return [s for s in range(0, n, batch_size) if min(batch_size, n - s) // world > 0]
+
+
+class FolderSplit:
+    """An image folder streamed through a DataLoader with workers, same batch order."""
+
+    def __init__(self, dataset, device, workers: int):
+        self.dataset, self.device, self.workers = dataset, device, workers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def _loader(self, batches):
+        from torch.utils.data import DataLoader
+        return DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches],
+                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
+
+    def _moved(self, loader):
+        for x, y in loader:
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+    def train_batches(self, batch_size, seed, epoch, rank=0, world=1, start=0):
+        yield from self._moved(self._loader(batch_indices(len(self), batch_size, seed, epoch, rank, world)[start:]))
+
+    def num_batches(self, batch_size, world=1) -> int:
+        return len(_batch_starts(len(self), batch_size, world))
+
+    def test_batches(self, batch_size, rank=0, world=1):
+        mine = torch.arange(rank, len(self), world)
+        yield from self._moved(self._loader(list(mine.split(batch_size))))
+
+
+@dataclass
+class Data:
+    """A data set ready for training: both splits, class names, and a description."""
+
+    name: str
+    train: TensorSplit | FolderSplit
+    test: TensorSplit | FolderSplit
+    classes: list[str]
+    description: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+# --- loading --------------------------------------------------------------------
+
+def load_data(config, input_shape: tuple[int, int, int], device: torch.device) -> Data:
+    """Load `config.data` for a network taking `input_shape` (C, H, W) on `device`.
+
+    Images come out at `config.resize`, or at the network's input size when no
+    resize is given. A gray data set feeds a 3-channel network by repetition.
+    """
+    channels = input_shape[0]
+    size = config.image_size or tuple(input_shape[1:])
+    if config.data == "synthetic":
+        data = synthetic(channels, device)
+    elif config.data.startswith("imagefolder:"):
+        data = image_folder(config.data.split(":", 1)[1], channels, size, device, config.workers)
+    else:
+        data = torchvision_set(config.data, config.data_dir, config.download, device)
+    for split in (data.train, data.test):
+        if isinstance(split, TensorSplit):
+            have = split.images.shape[1]
+            if have != channels and have != 1:
+                raise DataError(f"{config.data} has {have} channels but the network takes {channels}; "
+                                f"change the spec's input")
+            split.size, split.channels = size, channels
+    data.train = _limit(data.train, config.limit_train)
+    data.test = _limit(data.test, config.limit_test)
+    return data
+
+
+def _limit(split, n):
+    """The first n images only (a fixed subset, the same every run)."""
+    if n is None or n >= len(split):
+        return split
+    if isinstance(split, TensorSplit):
+        return TensorSplit(split.images[:n], split.labels[:n], split.size, split.channels)
+    from torch.utils.data import Subset
+    return FolderSplit(Subset(split.dataset, range(n)), split.device, split.workers)
+
+
+def torchvision_set(name: str, data_dir: str | None, download: bool, device) -> Data:
+    """A torchvision data set, found in the data folders or downloaded on request."""
+    import torchvision.datasets as tvd
+
+    cls_name, folder = TORCHVISION_SETS[name]
+    cls = getattr(tvd, cls_name)
+    dirs = data_dirs(data_dir)
+    root = next((d for d in dirs if (d / folder).is_dir()), None)
+    if root is None and download:
+        root = dirs[0]
+    if root is None:
+        looked = ", ".join(str(d / folder) for d in dirs)
+        raise DataError(f"{name} not found (looked in {looked}); put the torchvision files there, "
+                        f"point --data-dir or NETSPEC_DATA at their folder, or pass --download")
+    try:
+        train = cls(str(root), train=True, download=download)
+        test = cls(str(root), train=False, download=download)
+    except (RuntimeError, OSError) as e:  # incomplete files, or a failed download
+        raise DataError(f"{name} could not be read from {root / folder} ({e}); "
+                        f"{'check the network' if download else 'pass --download to fetch it again'}") from None
+
+    def split(ds) -> TensorSplit:
+        images = torch.as_tensor(ds.data)
+        images = images.unsqueeze(1) if images.ndim == 3 else images.permute(0, 3, 1, 2)  # NHW / NHWC -> NCHW
+        return TensorSplit(images.contiguous().to(device), torch.as_tensor(ds.targets, dtype=torch.long).to(device))
+
+    return Data(name, split(train), split(test), list(train.classes),
+                description=f"{name} from {root}")
+
+
+def synthetic(channels: int, device) -> Data:
+    """Ten smooth random patterns plus noise: learnable, offline, and not real data.
+
+    Generated from a fixed seed, so it is the same data set in every run.
+    """
+    g = torch.Generator().manual_seed(1234)
+    k, side = SYNTHETIC["classes"], SYNTHETIC["side"]
+    patterns = F.interpolate(torch.rand(k, channels, 4, 4, generator=g), size=(side, side),
+                             mode="bilinear", align_corners=False)
+
+    def split(n):
+        labels = torch.randint(0, k, (n,), generator=g)
+        noise = torch.randn(n, channels, side, side, generator=g) * 0.15
+        images = (patterns[labels] + noise).clamp(0, 1).mul(255).round().to(torch.uint8)
+        return TensorSplit(images.to(device), labels.to(device))
+
+    return Data("synthetic", split(SYNTHETIC["train"]), split(SYNTHETIC["test"]),
+                [f"pattern-{i}" for i in range(k)],
+                description="synthetic (generated patterns, not real images)")
+
+
+class _Convert:
+    """PIL mode conversion; a class, not a lambda, so workers can pickle it."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+
+    def __call__(self, image):
+        return image.convert(self.mode)
+
+
+def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
+    """PATH/train/CLASS/*.png and PATH/test (or PATH/val) through torchvision's ImageFolder."""
+    import torchvision.datasets as tvd
+    import torchvision.transforms as T
+
+    root = Path(path).expanduser()
+    test_dir = next((root / d for d in ("test", "val") if (root / d).is_dir()), None)
+    if not (root / "train").is_dir() or test_dir is None:
+        raise DataError(f"image folder {root} needs train/ and test/ (or val/) folders, "
+                        f"each with one folder of images per class")
+    mode = "L" if channels == 1 else "RGB"
+    transform = T.Compose([_Convert(mode), T.Resize(tuple(size)), T.ToTensor()])
+    try:
+        train = tvd.ImageFolder(str(root / "train"), transform=transform)
+        test = tvd.ImageFolder(str(test_dir), transform=transform)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise DataError(f"image folder {root}: {e}") from None
+    if train.classes != test.classes:
+        raise DataError(f"image folder {root}: train/ and {test_dir.name}/ have different class folders")
+    return Data(f"imagefolder:{root}", FolderSplit(train, device, workers), FolderSplit(test, device, workers),
+                list(train.classes), description=f"image folder {root}")

@@ -1,0 +1,395 @@
+"""The training loop: one generic runner for any network, read top to bottom.
+
+run_training validates everything that can fail (data, checkpoint, network)
+before it creates the run folder, then trains epoch by epoch, evaluating after
+each, writing metrics.jsonl, curves.png, last.pt and best.pt on rank 0. It
+stops cleanly at a signal (after saving), at max_steps, or at a non-finite
+loss (keeping the last good checkpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import signal
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import checkpoint, distributed
+from .checkpoint import ResumeError
+from .data import load_data
+from .ema import EMA
+from .metrics import MetricsLog, final_line, plot_curves
+from .model import ModelSource
+from .optim import build_optimizer, build_scheduler, init_weights
+from .progress import Reporter
+
+
+class TrainError(Exception):
+    """A run that stopped; the message says why and what was kept."""
+
+    exit_code = 1
+
+
+class Diverged(TrainError):
+    pass
+
+
+class Interrupted(TrainError):
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class RunOptions:
+    """How this invocation runs, as opposed to what it trains (TrainConfig)."""
+
+    out: Path | None = None         # run folder; default runs/NAME-TIMESTAMP
+    resume: Path | None = None      # a checkpoint to continue from
+    force: bool = False             # resume even if the spec changed
+    quiet: bool = False             # print only the last line
+    progress: str | None = None     # rich | plain | quiet; None: rich on a terminal
+    runs_root: Path = Path("runs")
+
+
+@dataclass
+class Result:
+    run_dir: Path | None
+    loss: float
+    train_acc: float
+    test_acc: float
+    examples_per_sec: float
+    device: str
+    epoch: int
+    step: int
+    line: str
+    test_acc_ema: float | None = None
+
+
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
+    """auto: CUDA, then MPS, then CPU. Under torchrun each rank takes its local GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainError("--device cuda, but PyTorch sees no CUDA device")
+        return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise TrainError("--device mps, but PyTorch sees no MPS device")
+    return torch.device(name)
+
+
+def evaluate(net, split, batch_size: int, device, autocast, world, channels_last: bool,
+             num_classes: int) -> torch.Tensor:
+    """Per-class [correct, count] over a test split (all ranks' shares summed)."""
+    counts = torch.zeros(2, num_classes, device=device)
+    was_training = net.training
+    net.eval()
+    with torch.no_grad(), autocast():
+        for x, y in split.test_batches(batch_size, world.rank, world.size):
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            hit = (net(x).argmax(1) == y).float()
+            counts[0].index_add_(0, y, hit)
+            counts[1].index_add_(0, y, torch.ones_like(hit))
+    net.train(was_training)
+    return distributed.sum_all(counts, world)
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """SIGINT/SIGTERM set a flag the loop reads at the next step; a second Ctrl-C aborts."""
+    flag = {"signum": None}
+    previous = {}
+
+    def handler(signum, frame):
+        flag["signum"] = signum
+        signal.signal(signum, previous.get(signum, signal.SIG_DFL))
+
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            previous[s] = signal.signal(s, handler)
+    except ValueError:  # not the main thread: no handlers
+        pass
+    try:
+        yield flag
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def new_run_dir(root: Path, name: str) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, n = root / f"{name}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = root / f"{name}-{stamp}-{n}"
+    return path
+
+
+def run_training(config, model: ModelSource, options: RunOptions | None = None) -> Result:
+    """Train `model` as `config` says; returns the final numbers (raises TrainError & co.)."""
+    options = options or RunOptions()
+    device = pick_device(config.device, 0)
+    world = distributed.setup(device.type)
+    try:
+        if world.distributed and device.type == "cuda":
+            device = torch.device("cuda", world.local_rank)
+            torch.cuda.set_device(device)
+        return _Run(config, model, options, device, world).train()
+    finally:
+        distributed.teardown(world)
+
+
+class _Run:
+    def __init__(self, config, model: ModelSource, options: RunOptions, device, world):
+        self.config, self.source, self.options, self.device, self.world = config, model, options, device, world
+        self.report = Reporter(options.progress, options.quiet, enabled=world.main)
+        if config.batch_size % world.size:
+            raise TrainError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
+
+        # Everything that can fail comes before anything is written.
+        ckpt = checkpoint.load(options.resume) if options.resume else None
+        if ckpt is not None and ckpt["spec"]["hash"] != model.spec_hash and not options.force:
+            raise ResumeError(f"{options.resume} was trained from a different spec "
+                              f"({ckpt['spec']['name']}); pass --force to resume anyway")
+        self.data = load_data(config, model.input, device)
+        self.shape = (model.input[0], *(config.image_size or model.input[1:]))
+
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        self.net = model.build(self.shape)
+        init_weights(self.net, config.init)
+        cuda = device.type == "cuda"
+        self.amp = config.amp if config.amp is not None else cuda
+        self.amp_dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
+        self.channels_last = config.channels_last if config.channels_last is not None else cuda
+        self.net.to(device)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self._check_outputs()
+        self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
+        self.optimizer = build_optimizer(self.net, config)
+        self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.amp and self.amp_dtype == torch.float16)
+        self.ema = EMA(self.net, config.ema) if config.ema else None
+        torch.manual_seed(config.seed + 1 + world.rank)  # dropout differs across ranks
+
+        self.epoch, self.batch, self.step, self.best = 0, 0, 0, -1.0
+        self.partial = torch.zeros(4)  # loss sum, correct, count, seconds of an unfinished epoch
+        if ckpt is not None:
+            self._restore(ckpt)
+        self.run_dir = self._make_run_dir(ckpt) if world.main else None
+
+        fwd = self.net
+        if config.compile:
+            fwd = torch.compile(fwd, backend="inductor" if config.compile is True else config.compile)
+        self.eval_net = fwd
+        if world.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+            fwd = DistributedDataParallel(fwd, device_ids=[device.index] if cuda else None)
+        self.fwd = fwd
+
+    def _check_outputs(self) -> None:
+        """One forward pass in eval mode: the network must give one score per class."""
+        x, _ = next(iter(self.data.test.test_batches(2)))
+        with torch.no_grad():
+            out = self.net.eval()(x)
+        self.net.train()
+        k = len(self.data.classes)
+        if out.ndim != 2 or out.shape[1] < k:
+            raise TrainError(f"the network's output has shape {list(out.shape[1:])} per image, but {self.data.name} "
+                             f"has {k} classes; end the network in linear({k}) (e.g. -p classes={k})")
+
+    def _restore(self, ckpt: dict) -> None:
+        try:
+            self.net.load_state_dict(checkpoint.clean_state_dict(ckpt["model"]))
+            if self.ema is not None and ckpt.get("ema") is not None:
+                self.ema.load_state_dict(checkpoint.clean_state_dict(ckpt["ema"]))
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise ResumeError(f"{self.options.resume} does not fit this network ({str(e).splitlines()[0]})") from None
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        checkpoint.set_rng_state(ckpt["rng"])
+        self.epoch, self.batch, self.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
+        self.best = ckpt.get("best_test_acc", -1.0)
+        self.partial = ckpt["partial"].clone()
+        if self.epoch >= self.config.epochs:
+            raise ResumeError(f"{self.options.resume} has already trained {self.epoch} epochs; "
+                              f"pass --epochs with more to go on")
+
+    def _make_run_dir(self, ckpt) -> Path:
+        if self.options.out:
+            run_dir = Path(self.options.out)
+        elif ckpt is not None:
+            run_dir = Path(self.options.resume).parent
+        else:
+            run_dir = new_run_dir(Path(self.options.runs_root), self.source.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        info = {"config": self.config.to_dict(), "spec": {k: v for k, v in self.source.record().items() if k != "text"},
+                "input": list(self.shape), "device": str(self.device), "world_size": self.world.size,
+                "data": self.data.description, "torch": torch.__version__}
+        (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n")
+        self.metrics = MetricsLog(run_dir)
+        if ckpt is not None:
+            self.metrics.truncate_after(self.epoch)
+        return run_dir
+
+    # --- one step, one epoch ---------------------------------------------------
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp)
+
+    def _step(self, x, y, stats) -> None:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.autocast():
+            logits = self.fwd(x)
+            loss = F.cross_entropy(logits, y, label_smoothing=self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update()
+        with torch.no_grad():
+            n = len(y)
+            stats[0] += loss.detach().float() * n
+            stats[1] += (logits.argmax(1) == y).sum()
+            stats[2] += n
+
+    def _check_finite(self, stats) -> None:
+        bad = not math.isfinite(stats[0].item())
+        if distributed.any_rank(bad, self.world, self.device):
+            kept = (f"the last good checkpoint is {self.run_dir / 'last.pt'}"
+                    if self.run_dir and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
+            raise Diverged(f"the loss became {'nan or inf'} at epoch {self.epoch + 1}, step {self.step}; "
+                           f"training stopped and {kept}; try a lower learning rate")
+
+    def train(self) -> Result:
+        config, world = self.config, self.world
+        self.report.info(f"training {self.source.name} on {self.data.description}, input {list(self.shape)}, "
+                         f"{self.device}{f' x{world.size}' if world.distributed else ''}"
+                         f"{', bf16' if self.amp and self.amp_dtype == torch.bfloat16 else ''}"
+                         f"{', run folder ' + str(self.run_dir) if self.run_dir else ''}")
+        check_every = 1 if self.device.type == "cpu" and not world.distributed else 25
+        examples = seconds_total = 0.0  # trained in this invocation, for the last line
+        record, at_max = None, False
+        with stop_on_signals() as stop:
+            while self.epoch < config.epochs and not at_max:
+                stats = self.partial[:3].to(self.device)
+                resumed_count, seconds = float(self.partial[2]), float(self.partial[3])
+                resumed_seconds = seconds
+                self.report.start_epoch(self.epoch + 1, config.epochs, self.steps_per_epoch, self.batch)
+                self.fwd.train()
+                started = time.perf_counter()
+                for x, y in self.data.train.train_batches(config.batch_size, config.seed, self.epoch,
+                                                          world.rank, world.size, start=self.batch):
+                    self._step(x, y, stats)
+                    self.step += 1
+                    self.batch += 1
+                    if self.step % check_every == 0:
+                        self._check_finite(stats)
+                    if self.report.wants_update():
+                        n = stats[2].item()
+                        self.report.update(self.batch, stats[0].item() / n, stats[1].item() / n,
+                                           n * world.size / (seconds + time.perf_counter() - started))
+                    signalled = distributed.any_rank(stop["signum"] is not None, world, self.device)
+                    at_max = config.max_steps is not None and self.step >= config.max_steps
+                    periodic = config.checkpoint_every and self.step % config.checkpoint_every == 0
+                    if at_max:
+                        break
+                    if signalled or (periodic and self.batch < self.steps_per_epoch):
+                        self._check_finite(stats)
+                        elapsed = self._sync_time(started)
+                        self.partial = torch.tensor([*stats.tolist(), seconds + elapsed])
+                        self._save("last.pt")
+                        if signalled:
+                            self._interrupted(stop["signum"])
+                        started = time.perf_counter() - elapsed  # leave the save out of the timing
+                seconds += self._sync_time(started)
+                self._check_finite(stats)
+                self.partial = torch.tensor([*stats.tolist(), seconds])
+                stats = distributed.sum_all(stats, world).cpu()
+                examples += float(stats[2]) - resumed_count * world.size
+                seconds_total += seconds - resumed_seconds
+                record = self._end_epoch(stats, seconds, finished=self.batch >= self.steps_per_epoch)
+        if at_max:
+            self.report.info(f"stopped at max_steps {config.max_steps}")
+        rate = examples / seconds_total if seconds_total > 0 else 0.0
+        where = f"{world.size} x {self.device}" if world.distributed else str(self.device)
+        line = final_line(record["loss"], record["train_acc"], record["test_acc"], rate, where)
+        self.report.final(line)
+        return Result(self.run_dir, record["loss"], record["train_acc"], record["test_acc"], rate, where,
+                      self.epoch, self.step, line, record.get("test_acc_ema"))
+
+    def _interrupted(self, signum) -> None:
+        self.report.close()
+        signum = signum or signal.SIGTERM
+        where = self.run_dir / "last.pt" if self.run_dir else "last.pt"
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name} at epoch {self.epoch + 1}, "
+                          f"step {self.step}; saved {where}; continue with --resume {where}", signum)
+
+    def _sync_time(self, started: float) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - started
+
+    def _end_epoch(self, stats, seconds: float, finished: bool) -> dict:
+        """Evaluate, log, plot and save; `finished` is False when max_steps cut the epoch short."""
+        n = float(stats[2])
+        test = evaluate(self.eval_net, self.data.test, self.config.batch_size, self.device, self.autocast,
+                        self.world, self.channels_last, len(self.data.classes)).sum(1)
+        record = {"epoch": self.epoch + 1, "step": self.step, "loss": float(stats[0]) / n,
+                  "train_acc": float(stats[1]) / n, "test_acc": float(test[0] / test[1]),
+                  "lr": self.optimizer.param_groups[0]["lr"], "examples_per_sec": n / max(seconds, 1e-9),
+                  "seconds": seconds}
+        if self.ema is not None:
+            ema = evaluate(self.ema.module, self.data.test, self.config.batch_size, self.device, self.autocast,
+                           self.world, self.channels_last, len(self.data.classes)).sum(1)
+            record["test_acc_ema"] = float(ema[0] / ema[1])
+        if finished:  # else self.partial keeps the unfinished epoch's numbers for last.pt
+            self.epoch, self.batch = self.epoch + 1, 0
+            self.partial = torch.zeros(4)
+        self.report.end_epoch(record, self.config.epochs)
+        if self.world.main:
+            self.metrics.append(record)
+            better = record["test_acc"] > self.best
+            self.best = max(self.best, record["test_acc"])
+            self._save("last.pt")
+            if better:
+                self._save("best.pt")
+            plot_curves(self.metrics.read(), self.run_dir / "curves.png")
+        return record
+
+    def _save(self, name: str) -> None:
+        if not self.world.main:
+            return
+        checkpoint.save({
+            "model": checkpoint.clean_state_dict(self.net.state_dict()),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "rng": checkpoint.rng_state(),
+            "epoch": self.epoch, "batch": self.batch, "step": self.step, "partial": self.partial,
+            "data": {"name": self.data.name, "seed": self.config.seed, "classes": list(self.data.classes)},
+            "best_test_acc": self.best,
+            "config": self.config.to_dict(),
+            "spec": self.source.record(),
+            "input": list(self.shape),
+        }, self.run_dir / name)
