@@ -290,11 +290,11 @@ class Elaborator:
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
 
     def group(self, meta: Map, scope: Scope, names: dict) -> None:
-        name = self.value(meta["group"], meta.at("group"), names, None)
         if "id" in meta:
             raise self.error(meta.at("id"), "a group is named by 'group:', not 'id'")
         id_meta = Map(meta.pos)
-        id_meta["id"], id_meta.val_pos["id"] = name, meta.at("group")
+        if meta["group"] is not None:  # `group: null` is numbered like an unnamed layer
+            id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
         name, _ = self.name_for(id_meta, scope, names)
         start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
         child = Scope(scope.child_path(name), names, start.shape)
