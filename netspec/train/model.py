@@ -39,15 +39,15 @@ class ModelSource:
         params = dict(params or {})
         return cls(name=spec.name, input=tuple(spec.input), build=lambda shape: netspec.compile(spec, input=tuple(shape)),
                    spec_hash=spec_hash(spec, params), text=getattr(spec, "text", None), params=params,
-                   path=str(getattr(spec, "path", "") or "") or None)
+                   path=str(getattr(spec, "file", None) or getattr(spec, "path", None) or "") or None)
 
     @classmethod
     def from_record(cls, record: dict) -> "ModelSource":
         """Rebuild from a checkpoint's spec record (text + params), without the original file."""
         if not record.get("text"):
             raise ValueError("the checkpoint holds no spec text to rebuild the network from")
-        return cls.from_spec(load_spec_text(record["text"], record.get("params") or {}, record.get("path")),
-                             record.get("params"))
+        spec = load_spec_text(record["text"], record.get("params") or {}, record.get("path"), record.get("input"))
+        return cls.from_spec(spec, record.get("params"))
 
 
 def spec_hash(spec, params: dict) -> str:
@@ -60,14 +60,15 @@ def spec_hash(spec, params: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def load_spec_text(text: str, params: dict, path: str | None = None):
+def load_spec_text(text: str, params: dict, path: str | None = None, input=None):
     """A Spec from source text: netspec.load_text when it exists, else via a temporary file."""
     import netspec
 
     if hasattr(netspec, "load_text"):
-        return netspec.load_text(text, params=params, path=path)
+        return netspec.load_text(text, params=params, path=path or "<checkpoint>",
+                                 input=tuple(input) if input else None)
     name = Path(path).name if path else "spec.yaml"
     with tempfile.TemporaryDirectory() as tmp:
         file = Path(tmp) / name
         file.write_text(text)
-        return netspec.load(file, params=params)
+        return netspec.load(file, params=params, input=tuple(input) if input else None)

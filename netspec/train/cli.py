@@ -1,0 +1,191 @@
+"""`netspec train` and `netspec eval`: flags, and the glue from flags to the runner.
+
+netspec.cli imports this module only when one of these commands runs (it
+imports torch through the runner). Errors the user must fix print one
+sentence `error: ...` to stderr and return 2; spec errors propagate to
+netspec.cli, which prints them located.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+# (flag, TrainConfig field) for every flag that overrides the spec's `train:` section
+OVERRIDES = [
+    ("--data", "data"), ("--data-dir", "data_dir"), ("--download", "download"), ("--epochs", "epochs"),
+    ("--batch-size", "batch_size"), ("--lr", "lr"), ("--optimizer", "optimizer"), ("--schedule", "schedule"),
+    ("--resize", "resize"), ("--device", "device"), ("--amp", "amp"), ("--channels-last", "channels_last"),
+    ("--compile", "compile"), ("--seed", "seed"), ("--max-steps", "max_steps"),
+    ("--limit-train", "limit_train"), ("--limit-test", "limit_test"), ("--checkpoint-every", "checkpoint_every"),
+    ("--ema", "ema"), ("--label-smoothing", "label_smoothing"), ("--init", "init"), ("--workers", "workers"),
+]
+
+
+def _size(text: str):
+    parts = text.replace("x", ",").split(",")
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size like 96 or 96,128, got '{text}'") from None
+    return sizes[0] if len(sizes) == 1 else tuple(sizes)
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", help="fashion-mnist (default), mnist, cifar10, synthetic or imagefolder:PATH")
+    p.add_argument("--data-dir", help="folder holding the data sets (else $NETSPEC_DATA, else ~/.cache/netspec/data)")
+    p.add_argument("--download", action="store_true", default=None, help="download a missing torchvision data set")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only")
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", nargs="?", help="the spec to train (optional with --resume: the checkpoint holds it)")
+    p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a spec param")
+    p.add_argument("--input", help="input shape C,H,W (overrides the spec's)")
+    _data_args(p)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--lr", type=float, help="learning rate of the chosen optimizer")
+    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
+    p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: on for CUDA")
+    p.add_argument("--compile", nargs="?", const=True, metavar="BACKEND", help="torch.compile (default backend inductor)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--init", choices=["xavier", "kaiming", "default"])
+    p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also write last.pt every N steps")
+    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
+    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly where it stopped")
+    p.add_argument("--force", action="store_true", help="resume even if the spec has changed")
+    p.add_argument("--quiet", action="store_true", help="print only the last line")
+    p.add_argument("--nproc", type=int, metavar="N", help="train on N processes (starts torchrun)")
+
+
+def add_eval_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="a last.pt or best.pt")
+    _data_args(p)
+    p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
+
+
+def _errors():
+    from .checkpoint import ResumeError
+    from .config import ConfigError
+    from .data import DataError
+    from .loop import TrainError
+    return ConfigError, DataError, ResumeError, TrainError
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run_train(args) -> int:
+    """Validate flags, spec and config, then train; the exit code."""
+    if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        from .distributed import launch
+        return launch(args.nproc, ["netspec.train", *worker_argv(args)])
+    errors = _errors()
+    try:
+        config, source, ckpt = resolve(args)
+        from .loop import RunOptions, run_training
+        options = RunOptions(out=Path(args.out) if args.out else None, resume=args.resume, force=args.force,
+                             quiet=args.quiet)
+        run_training(config, source, options)
+        return 0
+    except errors as e:
+        from .loop import Interrupted
+        if isinstance(e, Interrupted):
+            print(str(e), file=sys.stderr)
+        else:
+            print(f"error: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 2)
+
+
+def resolve(args):
+    """The spec (from SPEC or the checkpoint), the config (spec or checkpoint, then flags), the checkpoint."""
+    from pydantic import ValidationError
+
+    from . import checkpoint
+    from .config import ConfigError, TrainConfig, apply_overrides, describe_error
+    from .model import ModelSource, load_spec_text
+
+    ckpt = checkpoint.load(args.resume) if args.resume else None
+    if args.spec:
+        import netspec
+        from netspec.api import parse_assignments
+        shape = tuple(int(d) for d in args.input.replace("x", ",").split(",")) if args.input else None
+        spec = netspec.load(args.spec, parse_assignments(args.param), shape)
+    elif ckpt is not None:
+        record = ckpt["spec"]
+        spec = load_spec_text(record["text"], record.get("params") or {}, record.get("path"), record.get("input"))
+    else:
+        raise ConfigError("give a SPEC to train, or --resume CHECKPOINT")
+    source = ModelSource.from_spec(spec, getattr(spec, "params", None))
+    try:
+        base = TrainConfig.model_validate(ckpt["config"]) if ckpt else TrainConfig.from_section(spec.train)
+    except ValidationError as e:
+        where = getattr(spec, "file", None) or args.spec
+        raise ConfigError(f"{where}: {describe_error(e)}") from None
+    config = apply_overrides(base, {field: getattr(args, field) for _, field in OVERRIDES})
+    return config, source, ckpt
+
+
+def worker_argv(args) -> list[str]:
+    """The command line again, for each torchrun worker, without --nproc."""
+    argv = [args.spec] if args.spec else []
+    for item in args.param:
+        argv += ["-p", item]
+    if args.input:
+        argv += ["--input", args.input]
+    for flag, field in OVERRIDES:
+        value = getattr(args, field)
+        if value is None:
+            continue
+        if value is True:
+            argv.append(flag)
+        elif value is False:
+            argv.append("--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            argv += [flag, ",".join(map(str, value))]
+        else:
+            argv += [flag, str(value)]
+    for flag in ("out", "resume"):
+        if getattr(args, flag):
+            argv += [f"--{flag}", str(getattr(args, flag))]
+    argv += ["--force"] * bool(args.force) + ["--quiet"] * bool(args.quiet)
+    return argv
+
+
+def run_eval(args) -> int:
+    errors = _errors()
+    try:
+        from .evaluate import evaluate_checkpoint, print_evaluation
+        overrides = {"data": args.data, "data_dir": args.data_dir, "download": args.download,
+                     "batch_size": args.batch_size, "device": args.device, "limit_test": args.limit_test}
+        print_evaluation(evaluate_checkpoint(args.checkpoint, overrides, use_ema=args.ema))
+        return 0
+    except errors as e:
+        return _fail(str(e), getattr(e, "exit_code", 2))
+
+
+def main(argv=None) -> int:
+    """`python -m netspec.train SPEC ...`: the train command alone (what torchrun workers run)."""
+    parser = argparse.ArgumentParser(prog="netspec train")
+    add_train_arguments(parser)
+    args = parser.parse_args(argv)
+    from netspec.errors import SpecError
+    try:
+        return run_train(args)
+    except SpecError as err:
+        print(err.format(), file=sys.stderr)
+        return 2
