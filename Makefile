@@ -1,0 +1,34 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SPECS := $(wildcard specs/*.yaml) $(wildcard specs/torchvision/*.yaml)
+
+.PHONY: demo test setup zoo bench schema clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# The main job: compile the whole zoo, then train LeNet-BN for one epoch on Fashion-MNIST.
+demo: setup zoo
+	$(PY) -m netspec train specs/lenet_bn.yaml --epochs 1
+
+zoo: setup
+	@for spec in $(SPECS); do $(PY) -m netspec compile $$spec --depth 1 || exit 1; done
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) -m benchmarks.run
+
+schema: setup
+	$(PY) -m netspec schema -o schema/netspec.schema.json
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
