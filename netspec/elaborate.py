@@ -260,7 +260,7 @@ class Elaborator:
             n_params = op.count_params(params, in_shapes)
             flops = op.flops(params, in_shapes, shape)
         except ops.ShapeError as exc:
-            where = raw.key_pos.get(exc.field, key_pos) if isinstance(raw, Map) and exc.field else key_pos
+            where = raw.val_pos.get(exc.field, key_pos) if isinstance(raw, Map) and exc.field else key_pos
             raise self.error(where, f"{key}: {exc.message}", exc.hint) from None
         self.total_params += n_params
         if self.total_params > self.max_params:

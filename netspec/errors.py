@@ -70,5 +70,7 @@ class SpecError(Exception):
 
 def did_you_mean(word: str, choices) -> str | None:
     """A hint naming the closest known word, when one is close enough."""
-    close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    choices = sorted(str(c) for c in choices)
+    same_case = [c for c in choices if c.lower() == str(word).lower()]
+    close = same_case or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None

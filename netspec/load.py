@@ -16,6 +16,7 @@ import yaml
 from .errors import Pos, SpecError
 
 MAX_NODES = 200_000
+MAX_ALIAS_NODES = 20_000  # nodes that aliases may copy, in all
 MAX_DEPTH = 64
 CORE_TAGS = {
     "tag:yaml.org,2002:" + t
@@ -77,6 +78,7 @@ class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.nodes = 0
+        self.alias_nodes = 0
         self.anchors: dict[str, tuple[object, int]] = {}
         self.resolver = yaml.SafeLoader("")
 
@@ -170,7 +172,12 @@ class _Builder:
                 if event.anchor not in self.anchors:
                     raise SpecError(pos, f"unknown alias '*{event.anchor}'")
                 value, size = self.anchors[event.anchor]
-                self.count(size, pos)  # bound the work before copying
+                self.alias_nodes += size  # bound the work before copying
+                if self.alias_nodes > MAX_ALIAS_NODES:
+                    raise SpecError(pos, f"document too large: aliases expand to more than "
+                                    f"{MAX_ALIAS_NODES} nodes",
+                                    hint="aliases that refer to aliases grow exponentially; write the structure out")
+                self.count(size, pos)
                 put(_relocated(value), pos, 0)
         return root
 
@@ -211,7 +218,10 @@ def load_text(text: str, file: str = "<string>"):
         pos = _mark(mark, file) if mark else Pos(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
-        raise SpecError(pos, f"YAML syntax: {problem}{context}") from None
+        line = text.splitlines()[pos.line - 1] if 0 < pos.line <= len(text.splitlines()) else ""
+        hint = ('quote an expression inside {...} or [...]: out: "${a + b}"'
+                if "${" in line and "flow" in (exc.context or "") else None)
+        raise SpecError(pos, f"YAML syntax: {problem}{context}", hint=hint) from None
     except yaml.YAMLError as exc:
         raise SpecError(Pos(file, 1, 1), f"YAML syntax: {exc}") from None
     except RecursionError:

@@ -105,7 +105,9 @@ def validate(model: type[BaseModel], doc, file: str, what: str = "spec"):
 def located(exc: ValidationError, doc, default: Pos, model: type[BaseModel] | None = None,
             prefix: str = "") -> SpecError:
     """The first pydantic error, as a message at its YAML position."""
-    err = exc.errors(include_url=False)[0]
+    errors = exc.errors(include_url=False)
+    # an unknown key usually explains a missing one (a misspelling): report it first
+    err = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")[0]
     loc = tuple(err["loc"])
     kind = err["type"]
     where = prefix + ".".join(str(p) for p in loc if p not in ("function-after",))

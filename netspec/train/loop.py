@@ -184,6 +184,7 @@ class _Run:
         torch.manual_seed(config.seed + 1 + world.rank)  # dropout differs across ranks
 
         self.epoch, self.batch, self.step, self.best = 0, 0, 0, -1.0
+        self.lr = config.optimizer.settings.lr
         self.partial = torch.zeros(4)  # loss sum, correct, count, seconds of an unfinished epoch
         if ckpt is not None:
             self._restore(ckpt)
@@ -263,6 +264,7 @@ class _Run:
             torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.config.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update()
@@ -273,11 +275,11 @@ class _Run:
             stats[2] += n
 
     def _check_finite(self, stats) -> None:
-        bad = not math.isfinite(stats[0].item())
-        if distributed.any_rank(bad, self.world, self.device):
+        value = stats[0].item()
+        if distributed.any_rank(not math.isfinite(value), self.world, self.device):
             kept = (f"the last good checkpoint is {self.run_dir / 'last.pt'}"
                     if self.run_dir and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
-            raise Diverged(f"the loss became {'nan or inf'} at epoch {self.epoch + 1}, step {self.step}; "
+            raise Diverged(f"the loss became {'nan' if math.isnan(value) else 'infinite or nan'} at epoch {self.epoch + 1}, step {self.step}; "
                            f"training stopped and {kept}; try a lower learning rate")
 
     def train(self) -> Result:
@@ -356,7 +358,7 @@ class _Run:
                         self.world, self.channels_last, len(self.data.classes)).sum(1)
         record = {"epoch": self.epoch + 1, "step": self.step, "loss": float(stats[0]) / n,
                   "train_acc": float(stats[1]) / n, "test_acc": float(test[0] / test[1]),
-                  "lr": self.optimizer.param_groups[0]["lr"], "examples_per_sec": n / max(seconds, 1e-9),
+                  "lr": self.lr, "examples_per_sec": n / max(seconds, 1e-9),
                   "seconds": seconds}
         if self.ema is not None:
             ema = evaluate(self.ema.module, self.data.test, self.config.batch_size, self.device, self.autocast,

@@ -1,0 +1,81 @@
+"""The loader keeps positions, refuses duplicate keys and tags, and bounds aliases."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from netspec.errors import SpecError
+from netspec.load import Map, Seq, load_text
+
+
+def test_positions_of_mappings_sequences_and_scalars():
+    doc = load_text("a: 1\nb:\n  - x\n  - {c: 2}\n", "f.yaml")
+    assert isinstance(doc, Map) and isinstance(doc["b"], Seq)
+    assert (doc.at("a").line, doc.at("a").col) == (1, 4)
+    assert (doc["b"].at(1).line, doc["b"].at(1).col) == (4, 5)
+    assert (doc["b"][1].at("c").line, doc["b"][1].at("c").col) == (4, 9)
+    assert doc.key_pos["b"].line == 2
+
+
+def test_scalars_have_yaml_types():
+    doc = load_text("i: 3\nf: 0.5\nb: true\nn: null\ns: '3'\n")
+    assert doc == {"i": 3, "f": 0.5, "b": True, "n": None, "s": "3"}
+
+
+def test_duplicate_key_is_an_error_at_the_second_key():
+    with pytest.raises(SpecError) as err:
+        load_text("a: 1\nb: 2\na: 3\n", "f.yaml")
+    assert (err.value.pos.line, err.value.pos.col) == (3, 1)
+    assert "duplicate key 'a'" in err.value.message
+
+
+@pytest.mark.parametrize("text", [
+    "a: !!python/object/apply:os.system ['echo hi']\n",
+    "a: !!python/name:os.system\n",
+    "a: !custom 3\n",
+    "a: !!python/object:__main__.X {}\n",
+])
+def test_python_and_custom_tags_are_refused(text):
+    with pytest.raises(SpecError, match="tag"):
+        load_text(text)
+
+
+def test_billion_laughs_fails_fast():
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, 10):
+        refs = ",".join([f"*a{i - 1}"] * 9)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="too large"):
+        load_text("\n".join(lines) + "\n")
+    assert time.perf_counter() - start < 1.0
+
+
+def test_aliases_are_independent_copies():
+    doc = load_text("a: &x {k: 1}\nb: *x\n")
+    assert doc["a"] == doc["b"] and doc["a"] is not doc["b"]
+
+
+def test_merge_keys_work_and_explicit_keys_win():
+    doc = load_text("base: &b {kernel: 3, padding: 1}\nconv: {<<: *b, padding: 0}\n")
+    assert doc["conv"] == {"kernel": 3, "padding": 0}
+
+
+def test_deep_nesting_is_refused():
+    with pytest.raises(SpecError, match="nesting"):
+        load_text("a: " + "[" * 200 + "]" * 200 + "\n")
+
+
+def test_syntax_error_has_a_location():
+    with pytest.raises(SpecError) as err:
+        load_text("a: [1, 2\nb: 3\n", "f.yaml")
+    assert err.value.pos.file == "f.yaml" and err.value.pos.line >= 2
+    assert "YAML syntax" in err.value.message
+
+
+def test_tab_indentation_is_located():
+    with pytest.raises(SpecError) as err:
+        load_text("a:\n\tb: 1\n", "f.yaml")
+    assert (err.value.pos.line, err.value.pos.col) == (2, 1)
