@@ -199,7 +199,9 @@ class Elaborator:
         return name, True
 
     def skip(self, meta: Map, scope: Scope, names: dict, passed: Value) -> None:
-        """A skipped node passes its input through, under its id if it has one."""
+        """A skipped node passes its input through, under its id (or group name) if it has one."""
+        if "group" in meta and "id" not in meta:
+            meta = _group_id(meta)
         if "id" in meta:
             name, _ = self.name_for(meta, scope, names)
             scope.values[name] = passed
@@ -292,10 +294,7 @@ class Elaborator:
     def group(self, meta: Map, scope: Scope, names: dict) -> None:
         if "id" in meta:
             raise self.error(meta.at("id"), "a group is named by 'group:', not 'id'")
-        id_meta = Map(meta.pos)
-        if meta["group"] is not None:  # `group: null` is numbered like an unnamed layer
-            id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
-        name, _ = self.name_for(id_meta, scope, names)
+        name, _ = self.name_for(_group_id(meta), scope, names)
         start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
         child = Scope(scope.child_path(name), names, start.shape)
         self.sequence(meta["layers"], child, names, meta.at("layers"))
@@ -414,6 +413,14 @@ class Elaborator:
         elif kind == "list" and not isinstance(value, list):
             raise self.error(pos, f"parameter '{name}' must be a list, got {value!r}")
         return value
+
+
+def _group_id(meta: Map) -> Map:
+    """A group's name as an `id`; `group: null` has none, so it is numbered like an unnamed layer."""
+    id_meta = Map(meta.pos)
+    if meta["group"] is not None:
+        id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
+    return id_meta
 
 
 def _single(key: str, value, pos: Pos) -> Map:
