@@ -11,7 +11,9 @@ from torch import nn
 def init_weights(net: nn.Module, kind: str) -> None:
     """`xavier` (the book: Xavier-uniform conv and linear weights), `kaiming`, or `default`.
 
-    Biases and normalisation layers keep PyTorch's initialisation.
+    `kaiming` is torchvision's ResNet recipe for convolutions (normal, fan-out)
+    and He-uniform over fan-in for linear layers, with zero biases. Otherwise
+    biases and normalisation layers keep PyTorch's initialisation.
     """
     if kind == "default":
         return
@@ -20,7 +22,10 @@ def init_weights(net: nn.Module, kind: str) -> None:
             if kind == "xavier":
                 nn.init.xavier_uniform_(m.weight)
             else:
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if isinstance(m, nn.Linear):
+                    nn.init.kaiming_uniform_(m.weight, mode="fan_in", nonlinearity="relu")
+                else:
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
@@ -36,11 +41,13 @@ def build_optimizer(net: nn.Module, config) -> torch.optim.Optimizer:
 
 
 def lr_factor(config, steps_per_epoch: int):
-    """The multiplier of the base rate at each optimizer step (0-based), per step not per epoch."""
+    """The multiplier of the base rate at each optimizer step (0-based), per step not per epoch.
+
+    The schedule spans `epochs`; max_steps only stops early, so a run cut
+    short by it resumes on the same curve.
+    """
     sched, name = config.schedule.settings, config.schedule.name
     total = config.epochs * steps_per_epoch
-    if config.max_steps:
-        total = min(total, config.max_steps)
     warmup = sched.warmup_steps or round(sched.warmup_epochs * steps_per_epoch)
     base_lr = config.optimizer.settings.lr
 

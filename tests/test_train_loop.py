@@ -1,0 +1,205 @@
+"""The runner: it learns, resumes exactly, never loses work, and writes nothing on bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import netspec
+from netspec.train import checkpoint
+from netspec.train.checkpoint import ResumeError
+from netspec.train.config import TrainConfig
+from netspec.train.data import DataError
+from netspec.train.loop import Diverged, RunOptions, run_training
+from netspec.train.model import ModelSource
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("NETSPEC_DATA") or REPO.parent / "shared" / "data")
+needs_fmnist = pytest.mark.skipif(not (DATA / "FashionMNIST" / "raw").is_dir(),
+                                  reason=f"Fashion-MNIST not found in {DATA} (set NETSPEC_DATA)")
+
+LENET_BN = """\
+netspec: 1
+name: lenet_bn
+input: [1, 28, 28]
+params: {classes: 10}
+network:
+  - conv: {out: 6, kernel: 5, padding: 2}
+  - batchnorm
+  - sigmoid
+  - avgpool: {kernel: 2, stride: 2}
+  - conv: {out: 16, kernel: 5}
+  - batchnorm
+  - sigmoid
+  - avgpool: {kernel: 2, stride: 2}
+  - flatten
+  - linear: 120
+  - batchnorm
+  - sigmoid
+  - linear: 84
+  - batchnorm
+  - sigmoid
+  - linear: $classes
+"""
+
+
+def lenet_bn(tmp_path) -> ModelSource:
+    """specs/lenet_bn.yaml when the zoo has it, else the same network written here."""
+    path = REPO / "specs" / "lenet_bn.yaml"
+    if not path.exists():
+        path = tmp_path / "lenet_bn.yaml"
+        path.write_text(LENET_BN)
+    return ModelSource.from_spec(netspec.load(path))
+
+
+def tiny(shape) -> nn.Module:
+    """Conv, BatchNorm and Dropout: every kind of state a resume must restore."""
+    c, h, w = shape
+    return nn.Sequential(nn.Conv2d(c, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Dropout(0.3), nn.Flatten(), nn.Linear(8 * (h // 2) * (w // 2), 10))
+
+
+TINY = ModelSource("tiny", (1, 28, 28), tiny, spec_hash="tiny-v1")
+QUICK = dict(data="synthetic", batch_size=64, limit_train=512, limit_test=128)
+
+
+def run(config: dict, tmp_path, name="run", model=TINY, **options):
+    options.setdefault("progress", "quiet")
+    return run_training(TrainConfig(**config), model, RunOptions(out=tmp_path / name, **options))
+
+
+@needs_fmnist
+def test_short_real_run_learns_and_writes_everything(tmp_path, capsys):
+    config = dict(data_dir=str(DATA), limit_train=4000, limit_test=1000, batch_size=64, epochs=2,
+                  optimizer={"sgd": {"lr": 0.9}})
+    result = run(config, tmp_path, model=lenet_bn(tmp_path), progress="plain")
+    assert result.test_acc > 0.6, result.line  # chance is 0.1
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"loss \d\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}, \d+\.\d examples/sec on cpu",
+                        out[-1])
+    assert out[-1] == result.line and sum(line.startswith("epoch ") for line in out) == 2
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("epoch", "step", "loss", "train_acc", "test_acc", "lr", "examples_per_sec", "seconds"):
+        assert key in records[-1]
+    assert records[-1]["step"] == 2 * 63 and records[-1]["lr"] == 0.9
+    assert (result.run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    saved = json.loads((result.run_dir / "config.json").read_text())
+    assert saved["config"]["optimizer"] == {"sgd": {"lr": 0.9, "momentum": 0.0, "weight_decay": 0.0,
+                                                    "nesterov": False}}
+    assert saved["spec"]["name"] == "lenet_bn"
+    best = checkpoint.load(result.run_dir / "best.pt")
+    assert best["spec"]["text"] and best["spec"]["hash"] == netspec.spec_hash(netspec.load_text(best["spec"]["text"]))
+
+
+RESUME = dict(QUICK, epochs=2, seed=3, ema=0.9,
+              optimizer={"sgd": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-4, "nesterov": True}},
+              schedule={"cosine": {"warmup_steps": 3}})
+
+
+def _same_state(a: dict, b: dict):
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for name in a[key]:
+            assert torch.equal(a[key][name], b[key][name]), f"{key}.{name} differs"
+    momentum = [s["momentum_buffer"] for s in a["optimizer"]["state"].values()]
+    assert all(torch.equal(x, s["momentum_buffer"]) for x, s in zip(momentum, b["optimizer"]["state"].values()))
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] and a["step"] == b["step"]
+
+
+def test_resume_is_bit_identical_at_epoch_and_mid_epoch(tmp_path):
+    straight = run(RESUME, tmp_path, "straight")
+    first = run(dict(RESUME, max_steps=8), tmp_path, "first")  # stops at the end of epoch 1
+    assert checkpoint.load(first.run_dir / "last.pt")["epoch"] == 1
+    resumed = run(RESUME, tmp_path, "resumed", resume=first.run_dir / "last.pt")
+    cut = run(dict(RESUME, max_steps=11), tmp_path, "cut")  # stops in the middle of epoch 2
+    assert checkpoint.load(cut.run_dir / "last.pt")["batch"] == 3
+    finished = run(RESUME, tmp_path, "finished", resume=cut.run_dir / "last.pt")
+
+    want = checkpoint.load(straight.run_dir / "last.pt")
+    _same_state(want, checkpoint.load(resumed.run_dir / "last.pt"))
+    _same_state(want, checkpoint.load(finished.run_dir / "last.pt"))
+    assert finished.test_acc == straight.test_acc
+    assert finished.loss == pytest.approx(straight.loss)  # the cut epoch's running numbers carried over
+    assert want["epoch"] == 2 and want["step"] == 16
+
+
+def test_checkpoint_every_n_steps_and_best(tmp_path):
+    result = run(dict(QUICK, epochs=1, checkpoint_every=3, max_steps=7), tmp_path)
+    last = checkpoint.load(result.run_dir / "last.pt")
+    assert last["step"] == 7 and last["epoch"] == 0 and last["batch"] == 7
+    assert (result.run_dir / "best.pt").exists()
+    assert not list(result.run_dir.glob("*.tmp"))  # written to a temporary file, then renamed
+
+
+def test_checkpoint_loads_weights_only_and_holds_everything(tmp_path):
+    result = run(dict(QUICK, epochs=1), tmp_path)
+    ckpt = torch.load(result.run_dir / "last.pt", weights_only=True)
+    for key in ("model", "optimizer", "scheduler", "rng", "epoch", "step", "config", "spec", "input", "data"):
+        assert key in ckpt
+    assert {"torch", "python", "numpy"} <= set(ckpt["rng"])
+    assert ckpt["spec"]["hash"] == "tiny-v1" and ckpt["config"]["data"] == "synthetic"
+    net = tiny((1, 28, 28))
+    net.load_state_dict(ckpt["model"])
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path):
+    exploding = dict(QUICK, epochs=3, schedule={"step": {"every": 1, "gamma": 1e30}})
+    with pytest.raises(Diverged, match=r"the loss became .* at epoch 2.*last good checkpoint is .*last\.pt"):
+        run(exploding, tmp_path)
+    kept = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in kept["model"].values())
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+
+
+def test_bad_input_writes_nothing(tmp_path):
+    root = tmp_path / "runs"
+    with pytest.raises(DataError):
+        run_training(TrainConfig(data="mnist", data_dir=str(tmp_path / "nowhere")), TINY,
+                     RunOptions(runs_root=root, progress="quiet"))
+    assert not root.exists()
+
+    first = run(dict(QUICK, epochs=1), tmp_path, "first")
+    other = ModelSource("tiny", (1, 28, 28), tiny, spec_hash="tiny-v2")
+    with pytest.raises(ResumeError, match="different spec.*--force"):
+        run_training(TrainConfig(**dict(QUICK, epochs=2)), other,
+                     RunOptions(runs_root=root, resume=first.run_dir / "last.pt", progress="quiet"))
+    assert not root.exists()
+    forced = run(dict(QUICK, epochs=2), tmp_path, "forced", model=other, resume=first.run_dir / "last.pt", force=True)
+    assert forced.epoch == 2
+
+    wrong_classes = ModelSource("five", (1, 28, 28), lambda s: nn.Sequential(nn.Flatten(), nn.Linear(784, 5)), "x")
+    with pytest.raises(Exception, match="10 classes"):
+        run_training(TrainConfig(**QUICK), wrong_classes, RunOptions(runs_root=root, progress="quiet"))
+    assert not root.exists()
+
+
+def test_compiled_run_saves_plain_keys_and_really_updates_the_ema(tmp_path):
+    result = run(dict(QUICK, epochs=1, limit_train=256, compile="aot_eager", ema=0.5), tmp_path)
+    ckpt = checkpoint.load(result.run_dir / "last.pt")
+    assert not any(k.startswith(("_orig_mod.", "module.")) for k in [*ckpt["model"], *ckpt["ema"]])
+    torch.manual_seed(0)
+    fresh = tiny((1, 28, 28))
+    fresh.load_state_dict(ckpt["ema"])  # loads into an uncompiled module
+    w_model, w_ema = ckpt["model"]["0.weight"], ckpt["ema"]["0.weight"]
+    assert not torch.equal(w_model, w_ema)
+    # after 4 steps with decay 0.5 the average sits close to the trained weights, far from the start
+    torch.manual_seed(0)
+    start = tiny((1, 28, 28))
+    nn.init.xavier_uniform_(start[0].weight)
+    assert (w_ema - w_model).norm() < (w_ema - start[0].weight).norm()
+    assert result.test_acc_ema is not None
+
+
+def test_bf16_autocast_on_cpu_and_label_smoothing_train(tmp_path):
+    result = run(dict(QUICK, epochs=2, amp=True, label_smoothing=0.1, optimizer="adamw",
+                      schedule="onecycle", init="kaiming"), tmp_path)
+    assert result.test_acc > 0.5 and torch.isfinite(torch.tensor(result.loss))
