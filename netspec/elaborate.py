@@ -118,6 +118,8 @@ class Elaborator:
                 raise self.error(meta.at("repeat"), f"'repeat: {times}' is more than the limit of {MAX_REPEAT}")
         for index in range(times):
             local = {**names, "i": index} if "repeat" in meta else names
+            if index == 1 and "from" in meta:  # `from` feeds the first copy; the rest chain
+                item_map = _without(item_map, "from")
             self.one(key, item_map, pos, scope, local)
 
     def kind_of_name(self, name: str, pos: Pos) -> str:
@@ -421,6 +423,15 @@ def _group_id(meta: Map) -> Map:
     if meta["group"] is not None:
         id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
     return id_meta
+
+
+def _without(item: Map, key: str) -> Map:
+    copy = Map(item.pos)
+    for name, value in item.items():
+        if name != key:
+            copy[name] = value
+            copy.key_pos[name], copy.val_pos[name] = item.key_pos[name], item.val_pos[name]
+    return copy
 
 
 def _single(key: str, value, pos: Pos) -> Map:
