@@ -171,3 +171,14 @@ def test_list_and_explain(capsys):
     assert "conv" in out and "residual" in out and "inception" in out
     assert main(["explain", "residual"]) == 0
     assert "project" in capsys.readouterr().out
+
+
+def test_repeat_with_from_feeds_the_first_copy_and_chains_the_rest(write_spec):
+    path = write_spec(spec_text("""
+        - {id: a, conv: {out: 4, kernel: 1}}
+        - relu
+        - {from: a, conv: {out: 5, kernel: 1}, repeat: 3}
+    """, input=(3, 8, 8)))
+    network = netspec.load(path)
+    assert network.n_params == (3 * 4 + 4) + (4 * 5 + 5) + 2 * (5 * 5 + 5)
+    assert [node.inputs for node, _ in network.nodes()][2:] == [["a"], ["2"], ["3"]]
