@@ -92,8 +92,7 @@ def _fail(message: str, code: int = 2) -> int:
 def run_train(args) -> int:
     """Validate flags, spec and config, then train; the exit code."""
     if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
-        from .distributed import launch
-        return launch(args.nproc, ["netspec.train", *worker_argv(args)])
+        return launch(args.nproc, worker_argv(args))
     errors = _errors()
     try:
         config, source, ckpt = resolve(args)
@@ -138,6 +137,23 @@ def resolve(args):
         raise ConfigError(f"{where}: {describe_error(e)}") from None
     config = apply_overrides(base, {field: getattr(args, field) for _, field in OVERRIDES})
     return config, source, ckpt
+
+
+def launch(nproc: int, argv: list[str]) -> int:
+    """Start torchrun (`python -m torch.distributed.run`) with `nproc` workers; its exit code.
+
+    This process imports no torch: it only waits for the workers.
+    """
+    import subprocess
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "-m", "netspec.train", *argv]
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    proc = subprocess.Popen(cmd, env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached torchrun and the workers too: they save, then exit
+            continue
 
 
 def worker_argv(args) -> list[str]:

@@ -1,10 +1,8 @@
-"""DistributedDataParallel through torchrun: who am I, sums across ranks, and the launcher."""
+"""DistributedDataParallel through torchrun: who am I, and sums across ranks."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -57,10 +55,3 @@ def any_rank(flag: bool, world: World, device) -> bool:
     t = torch.tensor([float(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
-
-
-def launch(nproc: int, module_args: list[str]) -> int:
-    """Run `python -m torch.distributed.run --nproc-per-node N -m ...`; its exit code."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", *module_args]
-    return subprocess.call(cmd)
