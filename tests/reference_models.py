@@ -386,3 +386,16 @@ def forward_flops(model: nn.Module, x: torch.Tensor) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return counter.get_total_flops()
+
+
+def randomize_norms(model: nn.Module) -> None:
+    """Give every batchnorm non-trivial running statistics and affine parameters,
+    so that eval mode is not close to the identity and a parity test can see it."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
+                if module.affine:
+                    module.weight.uniform_(0.5, 1.5)
+                    module.bias.normal_(0.0, 0.2)
