@@ -68,11 +68,15 @@ def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, args, me
     assert not Path("runs").exists()
 
 
-def test_invalid_train_section_names_the_key(spec, capsys):
+def test_invalid_train_section_is_reported_at_its_yaml_line(spec, capsys):
     spec.write_text(SPEC.replace("epochs: 1", "epoch: 1"))
     assert main(["train", str(spec)]) == 2
     err = capsys.readouterr().err
-    assert "train.epoch: unknown key; did you mean 'epochs'?" in err and err.startswith("error: ")
+    line = SPEC.splitlines().index("  epochs: 1") + 1
+    assert err.startswith(f"{spec}:{line}:3: error: unknown key 'epoch'") and "did you mean 'epochs'?" in err
+    spec.write_text(SPEC.replace("batch_size: 32", "batch_size: -32"))
+    assert main(["train", str(spec)]) == 2
+    assert "'train.batch_size': input should be greater than 0" in capsys.readouterr().err
     assert not Path("runs").exists()
 
 

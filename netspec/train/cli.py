@@ -103,10 +103,8 @@ def run_train(args) -> int:
         return 0
     except errors as e:
         from .loop import Interrupted
-        if isinstance(e, Interrupted):
-            print(str(e), file=sys.stderr)
-        else:
-            print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, say it once
+            print(str(e) if isinstance(e, Interrupted) else f"error: {e}", file=sys.stderr)
         return getattr(e, "exit_code", 2)
 
 
@@ -115,7 +113,7 @@ def resolve(args):
     from pydantic import ValidationError
 
     from . import checkpoint
-    from .config import ConfigError, TrainConfig, apply_overrides, describe_error
+    from .config import ConfigError, TrainConfig, apply_overrides
     from .model import ModelSource, load_spec_text
 
     ckpt = checkpoint.load(args.resume) if args.resume else None
@@ -133,8 +131,7 @@ def resolve(args):
     try:
         base = TrainConfig.model_validate(ckpt["config"]) if ckpt else TrainConfig.from_section(spec.train)
     except ValidationError as e:
-        where = getattr(spec, "file", None) or args.spec
-        raise ConfigError(f"{where}: {describe_error(e)}") from None
+        raise located_error(e, getattr(spec, "file", None) or args.spec) from None
     config = apply_overrides(base, {field: getattr(args, field) for _, field in OVERRIDES})
     return config, source, ckpt
 
@@ -154,6 +151,18 @@ def launch(nproc: int, argv: list[str]) -> int:
             return proc.wait()
         except KeyboardInterrupt:  # Ctrl-C reached torchrun and the workers too: they save, then exit
             continue
+
+
+def located_error(error, path: str):
+    """A `train:` section error at its YAML line (a SpecError), or one line when the file is gone."""
+    from .config import ConfigError, TrainConfig, describe_error
+    try:
+        from netspec.load import load_file
+        from netspec.spec import located
+        doc, _ = load_file(path)
+        return located(error, doc["train"], doc.at("train"), TrainConfig, prefix="train.")
+    except Exception:  # no file to point into: say it in one line
+        return ConfigError(f"{path}: {describe_error(error)}")
 
 
 def worker_argv(args) -> list[str]:

@@ -129,8 +129,9 @@ class FolderSplit:
 
     def _loader(self, batches):
         from torch.utils.data import DataLoader
-        return DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches],
-                          num_workers=self.workers, pin_memory=self.device.type == "cuda")
+        # its own generator: worker seeds must not draw from the global RNG (exact resume)
+        return DataLoader(self.dataset, batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
+                          pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0))
 
     def _moved(self, loader):
         for x, y in loader:
