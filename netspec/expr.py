@@ -92,6 +92,8 @@ def _check_size(value):
         raise ExprError(f"number too large ({len(str(abs(value)))} digits)")
     if isinstance(value, float) and not math.isfinite(value):
         raise ExprError("result is not a finite number")
+    if isinstance(value, complex):
+        raise ExprError("result is not a real number")
     return value
 
 
@@ -176,7 +178,10 @@ class _Evaluator:
             raise ExprError("exponent too large")
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
             raise ExprError("division by zero")
-        return _check_size(func(left, right))
+        try:
+            return _check_size(func(left, right))
+        except ArithmeticError as exc:  # 0 ** -1, a float power that overflows
+            raise ExprError(f"cannot compute {left!r} {_symbol(node.op)} {right!r}: {exc}") from None
 
     def visit_BoolOp(self, node):
         value = None
@@ -219,7 +224,7 @@ class _Evaluator:
             return _check_size(FUNCTIONS[node.func.id](*args))
         except ExprError:
             raise
-        except (TypeError, ValueError, OverflowError) as exc:
+        except (TypeError, ValueError, ArithmeticError) as exc:
             raise ExprError(f"{node.func.id}(): {exc}") from None
 
 
