@@ -7,6 +7,7 @@ It is one pass because a template's parameters may depend on its input shape
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass
 
@@ -35,6 +36,11 @@ RESERVED = {
     "named_children", "register_buffer", "register_module", "register_parameter",
     "requires_grad_", "share_memory", "extra_repr", "get_submodule", "get_parameter",
     "get_buffer", "xpu", "ipu", "mtia", "to_empty", "print_readable", "shape_env", "to_folder",
+    "T_destination", "call_super_init", "delete_all_unused_submodules", "delete_submodule",
+    "dump_patches", "get_extra_state", "set_extra_state", "set_submodule", "register_backward_hook",
+    "register_forward_hook", "register_forward_pre_hook", "register_full_backward_hook",
+    "register_full_backward_pre_hook", "register_load_state_dict_post_hook",
+    "register_load_state_dict_pre_hook", "register_state_dict_post_hook", "register_state_dict_pre_hook",
 }
 
 
@@ -195,6 +201,9 @@ class Elaborator:
                              hint="letters, digits and _, not starting with a digit")
         if name in RESERVED or name.startswith("_"):
             raise self.error(meta.at("id"), f"id '{name}' is reserved (it clashes with a PyTorch module attribute)")
+        if keyword.iskeyword(name):
+            raise self.error(meta.at("id"), f"id '{name}' is a Python keyword, which the generated code cannot use",
+                             hint=f"e.g. '{name}_'")
         if name in scope.values:
             hint = "ids in a repeat need ${i}, e.g. id: block${i}" if "i" in names else None
             raise self.error(meta.at("id"), f"duplicate id '{name}' in this group", hint=hint)
