@@ -73,6 +73,8 @@ class Elaborator:
         self.expanding: list[str] = []
         self.total_params = 0
         self.count = 0
+        self.steps = 0  # layers visited (repeats included), so work is bounded even without nodes
+        self.copies = 1  # the product of the repeat counts enclosing the current layer
 
     # -- errors ---------------------------------------------------------
     def error(self, pos: Pos, message: str, hint: str | None = None) -> SpecError:
@@ -122,11 +124,23 @@ class Elaborator:
                 raise self.error(meta.at("repeat"), f"'repeat' must be a whole number >= 0, got {times!r}")
             if times > MAX_REPEAT:
                 raise self.error(meta.at("repeat"), f"'repeat: {times}' is more than the limit of {MAX_REPEAT}")
-        for index in range(times):
-            local = {**names, "i": index} if "repeat" in meta else names
-            if index == 1 and "from" in meta:  # `from` feeds the first copy; the rest chain
-                item_map = _without(item_map, "from")
-            self.one(key, item_map, pos, scope, local)
+            if self.copies * times > MAX_NODES:
+                raise self.error(meta.at("repeat"), f"nested repeats make {self.copies * times:,} copies of this "
+                                 f"layer, more than the limit of {MAX_NODES:,}")
+        outer = self.copies
+        self.copies = outer * max(times, 1)
+        try:
+            for index in range(times):
+                local = {**names, "i": index} if "repeat" in meta else names
+                if index == 1 and "from" in meta:  # `from` feeds the first copy; the rest chain
+                    item_map = _without(item_map, "from")
+                self.steps += 1
+                if self.steps > MAX_NODES:
+                    raise self.error(meta.at("repeat") if "repeat" in meta else pos,
+                                     f"the network expands to more than {MAX_NODES:,} layers")
+                self.one(key, item_map, pos, scope, local)
+        finally:
+            self.copies = outer
 
     def kind_of_name(self, name: str, pos: Pos) -> str:
         if ops.get(name) or name in self.templates:
