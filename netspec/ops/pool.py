@@ -84,6 +84,15 @@ class AvgPool(_Pool):
     name, module = "avgpool", "AvgPool"
     Params = AvgPoolParams
 
+    def infer(self, p, shapes):
+        shape = shapes[0]
+        kernel = self.geometry(p, shape)[1]
+        if len(shape) == 4 and any(size < k for size, k in zip(shape[1:], kernel)):
+            raise ShapeError(f"input {fmt(shape)} is smaller than the 3-d pooling window "
+                             f"{'x'.join(map(str, kernel))}", field="kernel",
+                             hint="PyTorch's AvgPool3d needs the input before padding to be at least the kernel")
+        return super().infer(p, shapes)
+
 
 class AdaptiveParams(Params):
     size: IntOrList = Field(1, description="output size, one int or one per spatial dimension")
