@@ -377,10 +377,13 @@ class Elaborator:
     def template(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
         template = self.templates[key]
         key_pos = meta.key_pos.get(key, pos)
-        if key in self.expanding or len(self.expanding) >= MAX_TEMPLATE_DEPTH:
+        if key in self.expanding:
             cycle = " -> ".join([*self.expanding, key])
             raise self.error(key_pos, f"template '{key}' is recursive ({cycle})",
                              hint="a template cannot contain itself, directly or through another")
+        if len(self.expanding) >= MAX_TEMPLATE_DEPTH:
+            raise self.error(key_pos, f"templates nest more than {MAX_TEMPLATE_DEPTH} deep "
+                             f"({' -> '.join([*self.expanding, key])})")
         start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
         args = self.template_args(template, meta.get(key), meta.at(key), names, start.shape)
         name, _ = self.name_for(meta, scope, names)
