@@ -107,7 +107,8 @@ def located(exc: ValidationError, doc, default: Pos, model: type[BaseModel] | No
     """The first pydantic error, as a message at its YAML position."""
     errors = exc.errors(include_url=False)
     # an unknown key usually explains a missing one (a misspelling): report it first
-    err = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")[0]
+    errors = sorted(errors, key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
     loc = tuple(err["loc"])
     kind = err["type"]
     where = prefix + ".".join(str(p) for p in loc if p not in ("function-after",))
@@ -121,13 +122,43 @@ def located(exc: ValidationError, doc, default: Pos, model: type[BaseModel] | No
     if kind == "missing":
         pos = locate(doc, loc[:-1], default)
         return SpecError(pos, f"missing required key '{where}'")
+    err, message = _union_choice(errors, err)
+    loc = _untagged(err["loc"])
     pos = locate(doc, loc, default)
+    where = prefix + ".".join(str(p) for p in loc)
     value = err.get("input")
-    shown = repr(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-    return SpecError(pos, f"'{where}': {message[0].lower() + message[1:]}, got {shown}")
+    message = message[0].lower() + message[1:]
+    if not isinstance(value, (dict, list)) and " got " not in message:
+        message += f", got {value!r}"
+    return SpecError(pos, f"'{where}': {message}")
+
+
+# pydantic names the members of a union in `loc`: 'constrained-int', 'list[constrained-int]', ...
+_TAG = re.compile(r"[-\[\]'(),]|^(int|float|bool|str)$")
+_MISMATCH = ("_type", "_parsing")  # the input is not of that member's type at all
+
+
+def _untagged(loc) -> tuple:
+    return tuple(part for part in loc if not (isinstance(part, str) and _TAG.search(part)))
+
+
+def _union_choice(errors: list, first: dict) -> tuple[dict, str]:
+    """For a value that matched no member of a union: the member's error that explains it
+    (`kernel: [3, 0]` -> the 0), or else what the members accept, together."""
+    field = _untagged(first["loc"])
+    members = [e for e in errors if _untagged(e["loc"])[:len(field)] == field]
+    telling = [e for e in members if not e["type"].endswith(_MISMATCH)]
+    if telling or len(members) == 1:
+        chosen = (telling or members)[0]
+        return chosen, chosen["msg"]
+    wants = []
+    for e in members:
+        want = e["msg"].removeprefix("Input should be ").split(",")[0]
+        if want not in wants:
+            wants.append(want)
+    return first, "Input should be " + " or ".join(wants)
 
 
 def _key_pos(doc, loc, default: Pos) -> Pos:
