@@ -6,12 +6,15 @@ import functools
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from . import ops
 from .errors import Pos, SpecError
 from .load import Map, Seq, load_file
-from .spec import ParamDecl, TemplateDef, TemplateFile, parse_decl, validate
+from .spec import ParamDecl, TemplateDef, TemplateFile, located, parse_decl, validate
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
+DECLARATION_HINT = "write `name: int`, `name: {default: 1}` or `name: {type: int, default: 1}`"
 
 
 @dataclass
@@ -40,10 +43,13 @@ def _templates(blocks: Map, builtin: bool) -> dict[str, Template]:
         for pname, praw in params_raw.items():
             try:
                 decls[pname] = parse_decl(pname, praw)
-            except Exception as exc:  # pydantic ValidationError: a malformed declaration
-                raise SpecError(params_raw.at(pname), f"bad declaration of parameter '{pname}': "
-                                f"{str(exc).splitlines()[-1].strip()}",
-                                hint="write `name: int`, `name: {default: 1}` or `name: {type: int, default: 1}`") from None
+            except ValidationError as exc:  # a malformed declaration
+                err = located(exc, praw, params_raw.at(pname), ParamDecl)
+                raise SpecError(err.pos, f"bad declaration of parameter '{pname}': {err.message}",
+                                hint=err.diagnostic.hint or DECLARATION_HINT) from None
+            except TypeError as exc:  # keys that are not names
+                raise SpecError(params_raw.at(pname), f"bad declaration of parameter '{pname}': {exc}",
+                                hint=DECLARATION_HINT) from None
             decl_pos[pname] = params_raw.at(pname) if not isinstance(praw, Map) else praw.at("default")
         if ops.get(name):
             raise SpecError(blocks.key_pos[name], f"template name '{name}' is already the name of an op")
