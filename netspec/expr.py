@@ -214,8 +214,8 @@ class _Evaluator:
 
     def visit_Call(self, node):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            name = node.func.id if isinstance(node.func, ast.Name) else "this"
-            raise ExprError(f"calling '{name}' is not allowed",
+            name = ast.unparse(node.func).replace(IN_NAME, "in")
+            raise ExprError(f"calling '{name[:60]}' is not allowed",
                             hint="allowed functions: " + ", ".join(sorted(FUNCTIONS)))
         if node.keywords:
             raise ExprError("keyword arguments are not allowed in expressions")
