@@ -287,7 +287,12 @@ class Elaborator:
             n_params = op.count_params(params, in_shapes)
             flops = op.flops(params, in_shapes, shape)
         except ops.ShapeError as exc:
-            where = raw.val_pos.get(exc.field, key_pos) if isinstance(raw, Map) and exc.field else key_pos
+            if isinstance(raw, Map) and exc.field:
+                where = raw.val_pos.get(exc.field, key_pos)
+            elif raw is not None and exc.field and exc.field == op.primary:  # `maxpool: 9`: at the 9
+                where = meta.at(key)
+            else:
+                where = key_pos
             raise self.error(where, f"{key}: {exc.message}", exc.hint) from None
         self.total_params += n_params
         if self.total_params > self.max_params:
