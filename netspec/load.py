@@ -215,6 +215,8 @@ def load_text(text: str, file: str = "<string>"):
         return _Builder(file).build(yaml.parse(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
+        if mark and exc.context_mark and mark.line >= len(text.splitlines()):
+            mark = exc.context_mark  # at the end of the file: point at what was left open
         pos = _mark(mark, file) if mark else Pos(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
