@@ -28,15 +28,27 @@ TYPE_SCHEMAS = {"int": {"type": "integer"}, "float": {"type": "number"}, "bool":
 
 
 def _with_expressions(schema: dict) -> dict:
-    """Let every property of an object schema also be an expression."""
+    """Let every property of an object schema, and every item of a list in one, also be an expression."""
     props = {}
     for name, prop in schema.get("properties", {}).items():
-        prop = {k: v for k, v in prop.items() if k != "title"}
+        prop = _expression_items({k: v for k, v in prop.items() if k != "title"})
         props[name] = {"anyOf": [prop, EXPR], **({"description": prop["description"]} if "description" in prop else {})}
         if "default" in prop:
             props[name]["default"] = prop["default"]
     return {"type": "object", "properties": props, "additionalProperties": False,
             **({"required": schema["required"]} if schema.get("required") else {})}
+
+
+def _expression_items(schema):
+    """`kernel: [3, $k]`: the elaborator evaluates expressions inside lists too."""
+    if isinstance(schema, list):
+        return [_expression_items(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {k: _expression_items(v) for k, v in schema.items()}
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = {"anyOf": [schema["items"], EXPR]}
+    return schema
 
 
 def _layer(key: str, value_schema: dict, description: str | None) -> dict:
