@@ -211,7 +211,7 @@ class Gen:
             return kind not in ("group", "layers", "parallel") or scope.depth < 2
         if kind in ("transition", "densenet_transition"):
             return len(shape) >= 2 and min(shape[1:]) >= 2
-        if kind in TEMPLATES or kind in SPATIAL_OPS:
+        if kind in TEMPLATES or kind in SPATIAL_OPS or kind == "conv":
             return len(shape) >= 2
         return True
 
@@ -498,12 +498,15 @@ class Gen:
             if kind == "avgpool" and n == 3 and min(sizes) < k:  # AvgPool3d: the input must hold the kernel
                 k = 1
             return {kind: {"kernel": k, "stride": 1, "padding": k // 2}}, shape
-        risky = self.take_risk()
-        ks = [self.int(1, 4) for _ in range(n)]
+        risky = self.take_risk() and self.pick(["padding", "kernel"])
+        if risky == "kernel":  # windows around the input's own size
+            ks = [max(1, self.int(size - 1, size + 2)) for size in sizes]
+        else:
+            ks = [self.int(1, 4) for _ in range(n)]
         kernel = ks[0] if len(set(ks)) == 1 and self.bool() else ks
         stride = self.pick([None, 1, 2, 3])
         strides = [stride] * n if stride is not None else ks
-        pad = self.int(0, 3) if risky else self.int(0, min(k // 2 for k in ks))
+        pad = self.int(0, 3) if risky == "padding" else self.int(0, min(k // 2 for k in ks))
         d = self.int(1, 2) if kind == "maxpool" and self.chance(25) else 1
         ceil = self.bool()
         out = [pool_out(*args, pad, d, ceil) for args in zip(sizes, ks, strides)]
