@@ -14,8 +14,18 @@ def _spec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a spec param (repeatable)")
     parser.add_argument("--input", type=_shape, help="input shape C,H,W (overrides the spec's)")
-    parser.add_argument("--max-params", type=int, default=None,
+    parser.add_argument("--max-params", type=_budget, default=None,
                         help="refuse networks with more parameters (default 10 billion)")
+
+
+def _budget(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of parameters, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the budget must be at least 1, got {value}")
+    return value
 
 
 def _shape(text: str) -> tuple[int, ...]:
