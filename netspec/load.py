@@ -94,6 +94,8 @@ class _Builder:
             tag = event.tag
         else:
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+            if tag not in CORE_TAGS:  # a plain 2024-01-01 or '=': YAML 1.1 types, text in the core schema
+                tag = "tag:yaml.org,2002:str"
         if tag not in CORE_TAGS:
             raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
                             hint="netspec reads plain YAML only: no Python or custom tags")
