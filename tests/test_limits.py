@@ -333,3 +333,26 @@ def test_no_environment_variable_or_file_is_read_by_an_expression(tmp_path):
         with pytest.raises(SpecError, match=f"unknown name '{name}'"):
             netspec.load(path)
     assert "HOME" in os.environ
+
+
+@pytest.mark.parametrize("budget", ["0", "-5", "abc", "1e9"])
+def test_max_params_must_be_a_positive_whole_number(tmp_path, capsys, budget):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    with pytest.raises(SystemExit) as exit_:
+        main(["check", str(path), "--max-params", budget])
+    assert exit_.value.code == 2
+    assert "--max-params" in capsys.readouterr().err
+
+
+def test_max_params_accepts_underscores(tmp_path):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    assert main(["check", str(path), "--max-params", "1_000"]) == 0
+
+
+def test_plain_scalars_of_yaml_1_1_types_are_text_not_refused_tags(tmp_path):
+    """A date or '=' written plainly is a string (YAML 1.2 core schema); only explicit tags are refused."""
+    path = tmp_path / "spec.yaml"
+    path.write_text("netspec: 1\nname: t\ndoc: 2024-01-01\ninput: [3, 8, 8]\nnetwork: [{identity, doc: =}]\n")
+    assert netspec.load(path).output == (3, 8, 8)
