@@ -10,6 +10,7 @@ work).
 from __future__ import annotations
 
 import copy
+import re
 
 import yaml
 
@@ -197,6 +198,7 @@ class _Builder:
 
 
 _NOKEY = object()
+_LINE_BREAK = re.compile("\r\n|\r|\n|\x85|\u2028|\u2029")  # what YAML counts as a line break
 _MERGE = object()
 
 
@@ -226,8 +228,14 @@ def load_text(text: str, file: str = "<string>"):
         hint = ('quote an expression inside {...} or [...]: out: "${a + b}"'
                 if "${" in line and "flow" in (exc.context or "") else None)
         raise SpecError(pos, f"YAML syntax: {problem}{context}", hint=hint) from None
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, a position in the text
+        lines = _LINE_BREAK.split(text[:exc.position])
+        pos = Pos(file, len(lines), len(lines[-1]) + 1)
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise SpecError(pos, f"YAML syntax: character U+{code:04X} is not allowed in YAML text",
+                        hint=f"remove it, or write it as an escape inside double quotes: \"\\u{code:04x}\"") from None
     except yaml.YAMLError as exc:
-        raise SpecError(Pos(file, 1, 1), f"YAML syntax: {exc}") from None
+        raise SpecError(Pos(file, 1, 1), f"YAML syntax: {' '.join(str(exc).split())}") from None
     except RecursionError:
         raise SpecError(Pos(file, 1, 1), "document nested too deeply") from None
 
