@@ -1,0 +1,166 @@
+"""4. End to end: `netspec train` versus the book's training loop, on the same subset.
+
+Both run as fresh processes on the first N images of Fashion-MNIST with the
+book's recipe (batch size, learning rate, resize), one epoch, then test
+accuracy on the first M test images:
+
+  netspec:  python -m netspec train specs/MODEL.yaml --epochs 1 --limit-train N --limit-test M
+              --batch-size B --lr LR [--resize R] --device cpu --out DIR --quiet
+  book:     python -m benchmarks.booktrain MODEL --epochs 1 --limit-train N --limit-test M
+
+The figure is examples/sec of the training pass, wall clock, data loading
+included (netspec's metrics.jsonl; the book loop measures the same span), and
+the whole process's wall clock (imports, data, training, testing). Rounds
+alternate the order; medians.
+
+On CPU netspec runs float32 like the book (the like-for-like ratio) and also
+with `--amp` (bf16 autocast, which this CPU runs natively). When CUDA is
+present, the GPU variant runs too: the book loop on the GPU (float32, NCHW,
+DataLoader, `.to(device)` per batch) against netspec train's GPU defaults
+(bf16 autocast, channels-last, data resident on the GPU) and with
+`--compile`, two epochs each, the second epoch's rate compared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from . import common
+from .common import SPECS, median, table
+
+# model -> (resize or None, batch, lr, CPU subset: train, test)
+CPU_CASES = {
+    "lenet_bn": (None, 256, 1.0, 30_720, 2_048),
+    "resnet18": (96, 256, 0.05, 1_536, 512),
+}
+GPU_CASES = {
+    "lenet_bn": (None, 256, 1.0, 60_000, 10_000),
+    "resnet18": (96, 256, 0.05, 60_000, 10_000),
+}
+RATE = re.compile(r"([0-9.]+) examples/sec")
+
+
+def netspec_cmd(model, resize, batch, lr, n_train, n_test, epochs, out, device, extra=()):
+    cmd = [sys.executable, "-m", "netspec", "train", str(SPECS / f"{model}.yaml"), "--epochs", str(epochs),
+           "--limit-train", str(n_train), "--limit-test", str(n_test), "--batch-size", str(batch), "--lr", str(lr),
+           "--device", device, "--data-dir", common.data_dir(), "--out", str(out), "--quiet", *extra]
+    if resize:
+        cmd += ["--resize", str(resize)]
+    return cmd
+
+
+def book_cmd(model, resize, batch, lr, n_train, n_test, epochs, device):
+    cmd = [sys.executable, "-m", "benchmarks.booktrain", model, "--epochs", str(epochs), "--limit-train", str(n_train),
+           "--limit-test", str(n_test), "--batch-size", str(batch), "--lr", str(lr), "--device", device]
+    if resize:
+        cmd += ["--resize", str(resize)]
+    return cmd
+
+
+def run_netspec(cmd, out: Path) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    wall, stdout = common.run_cmd(cmd)
+    epochs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    last = epochs[-1]
+    return {"rate": last["examples_per_sec"], "process_s": wall, "test_acc": last["test_acc"],
+            "line": stdout.strip().splitlines()[-1]}
+
+
+def run_book(cmd) -> dict:
+    wall, stdout = common.run_cmd(cmd)
+    epochs = [line for line in stdout.splitlines() if line.startswith("# epoch")]
+    last = epochs[-1]
+    return {"rate": float(RATE.search(last).group(1)), "process_s": wall,
+            "test_acc": float(last.rsplit("test acc ", 1)[1]), "line": stdout.strip().splitlines()[-1]}
+
+
+def compare(cases: dict, device: str, variants: dict, epochs: int, rounds: dict) -> list[dict]:
+    results = []
+    tmp = Path(tempfile.mkdtemp(prefix="netspec-bench-"))
+    try:
+        for model, (resize, batch, lr, n_train, n_test) in cases.items():
+            runs = {"book": lambda: run_book(book_cmd(model, resize, batch, lr, n_train, n_test, epochs, device))}
+            for name, extra in variants.items():
+                out = tmp / f"{model}-{name.replace(' ', '_')}"
+                runs[name] = (lambda e=extra, o=out: run_netspec(
+                    netspec_cmd(model, resize, batch, lr, n_train, n_test, epochs, o, device, e), o))
+            samples = {k: [] for k in runs}
+            names = list(runs)
+            for r in range(rounds[model]):
+                for name in (names if r % 2 == 0 else names[::-1]):
+                    samples[name].append(runs[name]())
+            rate = {k: median([s["rate"] for s in v]) for k, v in samples.items()}
+            proc = {k: median([s["process_s"] for s in v]) for k, v in samples.items()}
+            acc = {k: v[-1]["test_acc"] for k, v in samples.items()}
+            results.append({"model": model, "device": device, "resize": resize or 28, "batch": batch, "lr": lr,
+                            "n_train": n_train, "n_test": n_test, "epochs": epochs, "rate": rate,
+                            "process_s": proc, "test_acc": acc, "samples": samples,
+                            "commands": {"book": " ".join(book_cmd(model, resize, batch, lr, n_train, n_test, epochs,
+                                                                   device)[1:]),
+                                         **{k: " ".join(netspec_cmd(model, resize, batch, lr, n_train, n_test,
+                                                                    epochs, "DIR", device, e)[1:])
+                                            for k, e in variants.items()}}})
+            print(f"  {model} {device}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rate.items()), flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return results
+
+
+def rows_of(results, variants):
+    rows = []
+    for r in results:
+        for name in ["book", *variants]:
+            rows.append([r["model"], r["resize"], r["device"], name, f"{r['rate'][name]:,.0f}",
+                         common.x(r["rate"][name] / r["rate"]["book"]), f"{r['process_s'][name]:.1f}",
+                         common.x(r["process_s"]["book"] / r["process_s"][name]), f"{r['test_acc'][name]:.3f}"])
+    return rows
+
+
+HEADERS = ["model", "input", "device", "loop", "train examples/s", "× book", "process s", "× book (process)",
+           "test acc"]
+
+
+def run(quick: bool = False) -> dict:
+    import torch
+
+    common.header("4. End to end: netspec train versus the book's loop (Fashion-MNIST subset)")
+    cpu_variants = {"netspec fp32": [], "netspec --amp (bf16)": ["--amp"]}
+    cases = dict(CPU_CASES)
+    if quick:
+        cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
+    cpu = compare(cases, "cpu", cpu_variants, 1, {"lenet_bn": 1 if quick else 3, "resnet18": 1 if quick else 2})
+    print(table(HEADERS, rows_of(cpu, cpu_variants)))
+    print("\nTest accuracy after one epoch on a small subset is shown to prove both loops learn, "
+          "not as a result.")
+    fp32 = [r["rate"]["netspec fp32"] / r["rate"]["book"] for r in cpu]
+    amp = [r["rate"]["netspec --amp (bf16)"] / r["rate"]["book"] for r in cpu]
+    ok = min(fp32) >= 1.2
+    print(f"\n- target ≥1.2× on CPU, float32 like the book: {common.verdict(ok)} "
+          f"({', '.join('%s %.2f×' % (r['model'], v) for r, v in zip(cpu, fp32))}); "
+          f"with --amp: {', '.join('%s %.2f×' % (r['model'], v) for r, v in zip(cpu, amp))}")
+    result = {"cpu": cpu, "cpu_rows": rows_of(cpu, cpu_variants), "target_cpu": [ok, fp32, amp]}
+    if torch.cuda.is_available():
+        gpu_variants = {"netspec (bf16, channels-last)": [], "netspec --compile": ["--compile"]}
+        gpu = compare(GPU_CASES, "cuda", gpu_variants, 2, {"lenet_bn": 2, "resnet18": 2})
+        print(f"\nGPU: {torch.cuda.get_device_name(0)}, second epoch of two\n")
+        print(table(HEADERS, rows_of(gpu, gpu_variants)))
+        best = [max(r["rate"][k] for k in gpu_variants) / r["rate"]["book"] for r in gpu]
+        ok_gpu = min(best) >= 3
+        print(f"\n- target ≥3× on GPU: {common.verdict(ok_gpu)} "
+              f"({', '.join('%s %.2f×' % (r['model'], v) for r, v in zip(gpu, best))})")
+        result.update(gpu=gpu, gpu_rows=rows_of(gpu, gpu_variants), target_gpu=[ok_gpu, best])
+    else:
+        print("\nNo CUDA device: the GPU variant did not run.")
+        result["gpu"] = None
+    common.save("e2e", result)
+    return result
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)

@@ -1,0 +1,54 @@
+"""Run the benchmarks: `python -m benchmarks.run [NAME ...] [--quick] [--full]`.
+
+NAME is static, overhead, data, e2e (all four when none is given: what
+`make bench` runs, about 10 minutes on 2 CPU cores) or accuracy (a
+15-minute training run, never part of the default). --quick runs a reduced
+version of each for a smoke test (about 3 minutes); --full also runs
+`torch.compile` for every seed model in `overhead`.
+
+Each prints Markdown tables of ratios against a baseline measured in the same
+run and writes its raw numbers to benchmarks/results/NAME.json.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from . import common
+
+DEFAULT = ["static", "overhead", "data", "e2e"]
+ALL = DEFAULT + ["accuracy"]
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    quick, full = "--quick" in argv, "--full" in argv
+    names = [a for a in argv if not a.startswith("-")] or DEFAULT
+    unknown = [n for n in names if n not in ALL]
+    if unknown:
+        print(f"error: unknown benchmark {', '.join(unknown)}; choose from {', '.join(ALL)}", file=sys.stderr)
+        return 2
+    info = common.machine()
+    print(f"# netspec benchmarks\n\nMachine: {common.describe_machine(info)}")
+    started = time.perf_counter()
+    results = {}
+    for name in names:
+        t0 = time.perf_counter()
+        module = __import__(f"benchmarks.{name}", fromlist=["run"])
+        kwargs = {"full": full} if name == "overhead" else {}
+        results[name] = module.run(quick=quick, **kwargs)
+        print(f"\n({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
+    import os
+    print(f"\nTotal {time.perf_counter() - started:.0f} s; load average at the end "
+          f"{[round(v, 2) for v in os.getloadavg()]} (at the start {info['loadavg']}).")
+    common.save("machine", {"machine": info, "benchmarks": names, "quick": quick, "full": full,
+                            "seconds": time.perf_counter() - started})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
