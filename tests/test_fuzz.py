@@ -143,8 +143,12 @@ def typo(word: str, rnd: random.Random) -> str:
 
 SIZES = [0, -1, -7, 10**12, 10**100, 2.5, 1e308, -0.0, float("inf"), "3", True, None, [], {}, "${1/0}"]
 TYPES = ["x", 1.5, True, None, [1, 2], {"a": 1}, [[1]], "", "relu", 7]
-UNICODE = ["é", "日本", "\u200b", "\u202e", "с", "🙂", "\ufeff", "\x85", "\u2028", "Ω", "ﬁ", "\x00", "\x7f"]
+UNICODE = ["é", "日本", "\u200b", "\u202e", "с", "🙂", "\ufeff", "\x85", "\u2028", "Ω", "ﬁ", "\x00", "\x7f",
+           "\x1b", "\x08", "\ud800", "\U0001f600"]
 PUNCTUATION = list("{}[]:,-&*!|>'\"#%@`?\t") + ["\n", ": ", "- ", "<<: *x", "&a ", "*a", "---", "..."]
+YAML_SCALARS = ["2024-01-01", "2001-12-14t21:59:43.10-05:00", "=", "yes", "off", "~", "0x1F", "0o17", "017",
+                "1_000", ".inf", "-.inf", ".nan", "1e3", "0b101", "12:30:00", "!!str 3", "<<", "*x", "&x 3",
+                "|\n  text", ">-\n  folded", "'quoted'", "\"\\u00e9\"", "[]", "{}", "null", "-", "? a"]
 EXPRESSIONS = ["${in.channels}", "${in.nothing}", "${1 +}", "${x}", "$", "${", "${}", "${2 ** 64}",
                "${in.shape[9]}", "${[1][5]}", "${'a' + 1}", "${0 ** -1}", "${make_divisible(3, 0)}",
                "${-" * 3 + "1}", "${in.height // 0}", "${(-1) ** 0.5}", "${max()}", "$in", "${i}"]
@@ -258,6 +262,15 @@ def mutate_text(text: str, kind: str, rnd: random.Random) -> str:
     elif kind == "unicode_text":
         at = rnd.randrange(len(text) + 1)
         return text[:at] + rnd.choice(UNICODE) + text[at:]
+    elif kind == "control":
+        at = rnd.randrange(len(text) + 1)
+        return text[:at] + chr(rnd.choice([*range(0, 9), 11, 12, *range(14, 32), 127, 0x9f])) + text[at:]
+    elif kind == "yaml_scalar":  # YAML 1.1 / 1.2 scalar forms in place of a value
+        valued = [i for i, line in enumerate(lines) if re.search(r": \S", line)]
+        if valued:
+            i = rnd.choice(valued)
+            head = lines[i][:lines[i].index(": ") + 2]
+            lines[i] = head + rnd.choice(YAML_SCALARS)
     elif kind == "drop_line":
         del lines[rnd.randrange(len(lines))]
     elif kind == "crlf":
@@ -267,7 +280,8 @@ def mutate_text(text: str, kind: str, rnd: random.Random) -> str:
 
 DOC_MUTATIONS = ["delete_key", "change_type", "size", "unknown_op", "misspelt_param", "dangling_from",
                  "cyclic_from", "deep_nesting", "unicode", "expression", "swap_layers", "repeat"]
-TEXT_MUTATIONS = ["truncate", "duplicate_key", "tabs", "punctuation", "unicode_text", "drop_line", "crlf"]
+TEXT_MUTATIONS = ["truncate", "duplicate_key", "tabs", "punctuation", "unicode_text", "drop_line", "crlf",
+                  "yaml_scalar", "control"]
 MUTATIONS = DOC_MUTATIONS + TEXT_MUTATIONS
 
 
@@ -342,7 +356,8 @@ def test_random_mutations_never_crash_the_cli(spec, spec_copies):
 
 
 # -- the loader and the evaluator on arbitrary input ---------------------------------------
-YAMLISH = st.text(alphabet=st.sampled_from(list("abc01 :-{}[],&*!|>'\"#\n\t.$%@`?<=") + ["\u2028", "é", "\x85"]),
+YAMLISH = st.text(alphabet=st.sampled_from(list("abc01 :-{}[],&*!|>'\"#\n\t.$%@`?<=") +
+                                          ["\u2028", "é", "\x85", "\x00", "\x7f", "\r", "\ufeff"]),
                   max_size=80)
 
 
@@ -354,6 +369,7 @@ def test_the_loader_raises_only_located_spec_errors(text):
         load_text(text, "fuzz.yaml")
     except SpecError as err:
         assert err.pos.file == "fuzz.yaml"
+        assert err.message and "\n" not in err.message, err.format()
         assert 1 <= err.pos.line <= max(1, len(lines)), (err.format(), len(lines))
 
 
