@@ -115,6 +115,8 @@ class _Builder:
         def put(value, pos: Pos, size: int):
             nonlocal root
             self.count(size, pos)
+            if value is _MERGE and not (stack and isinstance(stack[-1][0], Map) and stack[-1][1] is _NOKEY):
+                value = "<<"  # a merge only as a mapping key; elsewhere the text '<<'
             if not stack:
                 root = value
                 return
