@@ -128,6 +128,15 @@ def layer_lists(doc) -> list[list]:
     return found
 
 
+def as_layer(item) -> dict:
+    """A list item as a mapping that can take meta keys."""
+    if isinstance(item, dict):
+        return item
+    if isinstance(item, list):
+        return {"layers": item}
+    return {item: None} if isinstance(item, (str, int, float, bool)) or item is None else {"layers": [item]}
+
+
 def typo(word: str, rnd: random.Random) -> str:
     word = str(word)
     if len(word) < 2:
@@ -187,11 +196,11 @@ def mutate_doc(doc, kind: str, rnd: random.Random):
         if lists:
             target = rnd.choice(lists)
             i = rnd.randrange(len(target))
-            item = target[i] if isinstance(target[i], dict) else {target[i]: None}
+            item = as_layer(target[i])
             if kind == "dangling_from" or i == len(target) - 1:
                 item["from"] = rnd.choice(["nowhere", ["input", "nowhere"], "input.x", 3, ""])
             else:
-                later = target[i + 1] if isinstance(target[i + 1], dict) else {target[i + 1]: None}
+                later = as_layer(target[i + 1])
                 later.setdefault("id", "later")
                 item["from"] = later["id"]
                 target[i + 1] = later
@@ -233,7 +242,7 @@ def mutate_doc(doc, kind: str, rnd: random.Random):
         if lists:
             target = rnd.choice(lists)
             i = rnd.randrange(len(target))
-            item = target[i] if isinstance(target[i], dict) else {target[i]: None}
+            item = as_layer(target[i])
             item["repeat"] = rnd.choice([0, 3, 10000, 10001, -1, "${10 ** 6}", 2.0])
             target[i] = item
     return doc
