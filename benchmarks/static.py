@@ -143,6 +143,50 @@ def zoo(quick: bool = False) -> dict:
     return {"rows": rows, "raw": raw}
 
 
+class _CParserYaml:
+    """The yaml module as netspec/load.py sees it, but parsing events with libyaml's C parser."""
+
+    def __init__(self, yaml):
+        self._yaml = yaml
+
+    def __getattr__(self, name):
+        return getattr(self._yaml, name)
+
+    def parse(self, stream, Loader=None):
+        return self._yaml.parse(stream, Loader=self._yaml.CSafeLoader)
+
+
+def what_if_libyaml(zoo_raw: list, quick: bool) -> dict:
+    """netspec.load as is versus with PyYAML's C event parser swapped in (a what-if, not netspec's code)."""
+    import yaml
+
+    import netspec
+    module = sys.modules["netspec.load"]
+    if not getattr(yaml, "__with_libyaml__", False):
+        return {"rows": [], "note": "PyYAML here has no libyaml"}
+    rows, raw = [], []
+    for entry in zoo_raw:
+        if entry["name"] not in ("resnet18", "torchvision/resnet18") or tuple(entry["input"])[1:] != (224, 224):
+            continue
+        path = str(SPECS / ("torchvision/resnet18.yaml" if "/" in entry["name"] else "resnet18.yaml"))
+        shape = tuple(entry["input"])
+        plain = _netspec(path, {}, shape)
+
+        def fast():
+            module.yaml = _CParserYaml(yaml)
+            try:
+                return plain()
+            finally:
+                module.yaml = yaml
+        assert fast() == plain(), "the C parser changed the result"
+        t = interleaved({"as is": plain, "libyaml": fast}, repeats=5 if quick else 15, warmup=3)
+        ti = median(entry["torchinfo_s"])
+        rows.append([entry["name"], "×".join(map(str, shape)), ms(median(t["as is"])), ms(median(t["libyaml"])),
+                     x(ti / median(t["as is"])), x(ti / median(t["libyaml"]))])
+        raw.append({"name": entry["name"], "seconds": t, "torchinfo_median_s": ti})
+    return {"rows": rows, "raw": raw}
+
+
 def fresh_process(repeats: int = 3) -> dict:
     """One cold process each way, for torchvision resnet18 at 224 (imports included)."""
     spec = str(SPECS / "torchvision" / "resnet18.yaml")
@@ -267,6 +311,13 @@ def run(quick: bool = False) -> dict:
     targets["every seed spec < 20 ms"] = (all(r[7] == "yes" for r in seeds),
                                           f"slowest {worst[0]} @{worst[1]}: {worst[2]} ms")
 
+    w = what_if_libyaml(z["raw"], quick)
+    if w["rows"]:
+        print("\nWhat if netspec/load.py parsed with libyaml (`yaml.parse(text, Loader=yaml.CSafeLoader)`, "
+              "same events and marks, same result)? Not netspec's code today:\n")
+        print(table(["spec", "input", "netspec ms", "with libyaml ms", "vs torchinfo", "with libyaml vs torchinfo"],
+                    w["rows"]))
+
     f = fresh_process(2 if quick else 3)
     print("\nA fresh process each way (torchvision resnet18, 3×224×224), seconds, imports included:\n")
     print(table(["command", "seconds", "× netspec check"], f["rows"]))
@@ -284,7 +335,7 @@ def run(quick: bool = False) -> dict:
     print()
     for k, (ok, v) in targets.items():
         print(f"- target {k}: {common.verdict(ok)} ({v})")
-    result = {"zoo": z, "fresh": f, "scaling": s, "targets": {k: [ok, v] for k, (ok, v) in targets.items()}}
+    result = {"zoo": z, "libyaml": w, "fresh": f, "scaling": s, "targets": {k: [ok, v] for k, (ok, v) in targets.items()}}
     common.save("static", result)
     return result
 
