@@ -169,7 +169,7 @@ class Gen:
             return Expr(f"${{{value}}}", value)
         name = f"p{len(self.params)}"
         self.params[name] = value
-        return Expr([f"${name}", f"${{{name}}}", f"${{{name} * 2 - {name}}}", f"${{max({name}, 0)}}"][form],
+        return Expr([f"${name}", f"${{{name}}}", f"${{{name} * 2 - {name}}}", f"${{max({name}, {name} - 1)}}"][form],
                     value)
 
     def flag(self, value: bool):

@@ -166,6 +166,8 @@ EXPRESSIONS = ["${in.channels}", "${in.nothing}", "${1 +}", "${x}", "$", "${", "
 def mutate_doc(doc, kind: str, rnd: random.Random):
     """A structural mutation of the loaded document (plain dicts and lists)."""
     spots = nodes(doc)
+    if not spots:  # an earlier mutation left a bare scalar
+        return doc
     if kind == "delete_key":
         maps = [(c, k) for c, k in spots if isinstance(c, dict)]
         if maps:
