@@ -20,9 +20,6 @@ Examples per property scale with the hypothesis profile (conftest.py).
 from __future__ import annotations
 
 import json
-import operator
-import re
-from functools import reduce
 from pathlib import Path
 
 import jsonschema
