@@ -104,9 +104,16 @@ class _Builder:
         if tag.endswith(":merge"):
             return _MERGE
         try:
-            return self.resolver.construct_object(node, deep=True)
+            value = self.resolver.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800": half of a UTF-16 pair, not a character
+                raise SpecError(pos, f"{value!r} contains a lone surrogate escape, which is not a character",
+                                hint="write the character itself, or its \\U00XXXXXX escape") from None
+        return value
 
     def build(self, events) -> object:
         stack: list[list] = []  # frames: [container, pending_key, key_pos, merged_keys]
