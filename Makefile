@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 # The main job: compile the whole zoo, then train LeNet-BN for one epoch on Fashion-MNIST.
+# Data: $$NETSPEC_DATA if set, else ../shared/data beside the repository.
+NETSPEC_DATA ?= $(abspath ../shared/data)
+export NETSPEC_DATA
+
 demo: setup zoo
 	$(PY) -m netspec train specs/lenet_bn.yaml --epochs 1
 
