@@ -87,6 +87,27 @@ def cmd_check(args) -> int:
     return 2 if failed else 0
 
 
+def cmd_diff(args) -> int:
+    from .api import load, parse_assignments
+    from .diff import diff, render, to_json
+    from .elaborate import DEFAULT_MAX_PARAMS
+
+    budget = args.max_params or DEFAULT_MAX_PARAMS
+    common = parse_assignments(args.param)
+    a = load(args.a, {**common, **parse_assignments(args.pa)}, args.input, budget)
+    b = load(args.b, {**common, **parse_assignments(args.pb)}, args.input, budget)
+    result = diff(a, b)
+    if args.json:
+        print(json.dumps(to_json(result)))
+    else:
+        from rich.console import Console
+
+        console = Console()
+        for part in render(result, args.depth, args.all):
+            console.print(part, highlight=False)
+    return 1 if args.exit_code and not result["identical"] else 0
+
+
 def cmd_schema(args) -> int:
     from .schema import schema_text
 
@@ -134,6 +155,18 @@ def parser(argv=None) -> argparse.ArgumentParser:
     _spec_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.set_defaults(run=cmd_check)
+
+    p = sub.add_parser("diff", help="what changed between two specs: nodes, shapes, parameter counts")
+    p.add_argument("a", metavar="A")
+    p.add_argument("b", metavar="B")
+    _spec_args(p)
+    p.add_argument("--pa", action="append", default=[], metavar="NAME=VALUE", help="override a param of A only")
+    p.add_argument("--pb", action="append", default=[], metavar="NAME=VALUE", help="override a param of B only")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.add_argument("--depth", type=int, default=None, help="list changed nodes down to this nesting depth")
+    p.add_argument("--all", action="store_true", help="also list weightless nodes whose shape merely followed")
+    p.add_argument("--exit-code", action="store_true", help="exit 1 when the architectures differ")
+    p.set_defaults(run=cmd_diff)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the spec language")
     p.add_argument("-o", "--output", help="write to this file instead")
