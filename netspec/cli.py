@@ -84,6 +84,11 @@ def cmd_check(args) -> int:
         if not args.quiet:
             print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
                   f"{', '.join(map(str, network.output))})")
+        if args.input_range:
+            from .api import parse_assignments
+            from .constraints import describe, input_range
+
+            print(f"{path}: input sizes: {describe(input_range(path, parse_assignments(args.param), args.input))}")
     return 2 if failed else 0
 
 
@@ -154,6 +159,8 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("specs", nargs="+")
     _spec_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    p.add_argument("--input-range", action="store_true",
+                   help="also state which input sizes each spec accepts (smallest H, W; divisibility; fixed sizes)")
     p.set_defaults(run=cmd_check)
 
     p = sub.add_parser("diff", help="what changed between two specs: nodes, shapes, parameter counts")
