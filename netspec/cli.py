@@ -52,6 +52,8 @@ def cmd_compile(args) -> int:
     from .report import summary, table, totals_line
 
     network = _load(args)
+    if args.emit:
+        return _emit_python(args, network)
     if args.no_build:
         module = None
     else:
@@ -69,6 +71,42 @@ def cmd_compile(args) -> int:
     console.print(totals_line(network), highlight=False)
     if args.code and module is not None:
         console.print(module.code, highlight=False, markup=False)
+    return 0
+
+
+def _emit_python(args, network) -> int:
+    from .emit import emit
+    from .files import write_atomic
+
+    text = emit(network)
+    if args.output:
+        write_atomic(args.output, text.encode())
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        print(text, end="")
+    return 0
+
+
+def cmd_graph(args) -> int:
+    from .graph import GraphvizMissing, write
+
+    network = _load(args)
+    try:
+        diagram = write(network, args.output, None if args.expand == -1 else args.expand, args.direction)
+    except (GraphvizMissing, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}: {len(diagram.boxes())} boxes, {len(diagram.edges)} edges", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export
+
+    network = _load(args)
+    path = export(network, args.output, opset=args.opset, dynamic_batch=not args.static_batch)
+    print(f"wrote {path}: input (N, {', '.join(map(str, network.input))}), "
+          f"output (N, {', '.join(map(str, network.output))})", file=sys.stderr)
     return 0
 
 
@@ -153,7 +191,26 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=None, help="show nodes down to this nesting depth")
     p.add_argument("--code", action="store_true", help="also print the generated forward code")
     p.add_argument("--no-build", action="store_true", help="stop after shape inference (no torch)")
+    p.add_argument("--emit", choices=["python"], help="write the network as a standalone PyTorch file")
+    p.add_argument("-o", "--output", help="with --emit: write to this file instead of stdout")
     p.set_defaults(run=cmd_compile)
+
+    p = sub.add_parser("graph", help="draw the network: .svg, .png (Graphviz), .dot, .mmd (Mermaid)")
+    p.add_argument("spec")
+    _spec_args(p)
+    p.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
+    p.add_argument("--expand", nargs="?", type=int, const=-1, default=0, metavar="DEPTH",
+                   help="open groups and templates (all, or down to DEPTH levels)")
+    p.add_argument("--direction", choices=["TB", "LR"], default="TB", help="top-to-bottom or left-to-right")
+    p.set_defaults(run=cmd_graph)
+
+    p = sub.add_parser("export", help="export to ONNX (eval mode, dynamic batch)")
+    p.add_argument("spec")
+    _spec_args(p)
+    p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
+    p.add_argument("--static-batch", action="store_true", help="fix the batch size at 1 instead of N")
+    p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("check", help="validate specs fast (no torch); one line per error")
     p.add_argument("specs", nargs="+")
