@@ -25,14 +25,19 @@ from pathlib import Path
 from .ir import Network
 
 
-def export(network: Network, path, opset: int | None = None, dynamic_batch: bool = True) -> Path:
-    """Write `network` as ONNX to `path`; returns the path."""
+def export(network: Network, path, opset: int | None = None, dynamic_batch: bool = True,
+           module=None) -> Path:
+    """Write `network` as ONNX to `path`; returns the path.
+
+    `module` is the compiled network to export (e.g. with trained weights);
+    by default a freshly built one.
+    """
     import torch
 
     from .build import build
 
     path = Path(path)
-    module = build(network).eval()
+    module = (build(network) if module is None else module).eval()
     example = torch.randn(2 if dynamic_batch else 1, *network.input)
     kwargs = {"input_names": ["input"], "output_names": ["output"], "dynamo": True,
               "external_data": False, "verbose": False}
