@@ -1,0 +1,114 @@
+"""Ops from other packages through the `netspec.ops` entry point group.
+
+The demo plugin in tests/plugin_pkg is made discoverable through the real
+importlib.metadata mechanism without installing anything globally: a
+`*.dist-info` directory (METADATA + entry_points.txt) and the package are
+put in a temporary directory, which the child process gets on PYTHONPATH.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "tests" / "plugin_pkg"
+
+SPEC = """\
+netspec: 1
+name: plugged
+input: [3, 8, 8]
+network:
+  - {space_to_depth: 2}
+  - channel_scale
+  - {conv: {out: 4, kernel: 1}}
+  - flatten
+  - {linear: 5}
+"""
+
+
+def fake_install(site: Path, name: str, entry_points: dict[str, str], package: Path | None = None) -> None:
+    """What `pip install` leaves behind that importlib.metadata reads: a dist-info with entry points."""
+    info = site / f"{name}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    lines = ["[netspec.ops]"] + [f"{k} = {v}" for k, v in entry_points.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    if package is not None:
+        shutil.copytree(package, site / package.name)
+
+
+def run(site: Path, *args: str, code: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(site), str(ROOT)])
+    env["COLUMNS"] = "200"
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "netspec", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=site, timeout=300)
+
+
+@pytest.fixture
+def site(tmp_path):
+    fake_install(tmp_path, "netspec_demo_plugin",
+                 {"space_to_depth": "netspec_demo_plugin:SpaceToDepth",
+                  "channel_scale": "netspec_demo_plugin:ChannelScale"},
+                 PLUGIN / "netspec_demo_plugin")
+    (tmp_path / "plugged.yaml").write_text(SPEC)
+    return tmp_path
+
+
+def test_plugin_ops_compile_and_run(site):
+    code = textwrap.dedent("""
+        import torch, netspec
+        from netspec.plugins import PLUGINS
+        net = netspec.load("plugged.yaml")
+        print([n.shape for n, _ in net.nodes()][:2])
+        m = netspec.compile(net)
+        print(tuple(m(torch.randn(2, 3, 8, 8)).shape), sum(p.numel() for p in m.parameters()) == net.n_params)
+        print(PLUGINS["space_to_depth"].dist)
+    """)
+    result = run(site, code=code)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "[(12, 4, 4), (12, 4, 4)]"
+    assert lines[1] == "(2, 5) True"
+    assert lines[2] == "netspec_demo_plugin"
+    assert "PluginWarning" not in result.stderr
+
+
+def test_plugin_ops_in_cli(site):
+    listed = run(site, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "space_to_depth" in listed.stdout and "channel_scale" in listed.stdout
+    compiled = run(site, "compile", "plugged.yaml", "--json")
+    assert compiled.returncode == 0, compiled.stderr
+    bad = run(site, "check", "plugged.yaml", "--input", "3,7,7")  # 7 is not divisible by 2
+    assert bad.returncode == 2
+    assert "divisible by factor 2" in bad.stderr
+
+
+def test_without_the_plugin_the_op_is_unknown(tmp_path):
+    (tmp_path / "plugged.yaml").write_text(SPEC)
+    result = run(tmp_path, "check", "plugged.yaml")
+    assert result.returncode == 2
+    assert "space_to_depth" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_broken_plugins_warn_and_netspec_keeps_working(tmp_path):
+    broken = tmp_path / "broken_plugin"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    (broken / "notanop.py").write_text("class NotAnOp:\n    pass\n")
+    fake_install(tmp_path, "broken_plugin", {"exploding": "broken_plugin:Op",
+                                             "relu": "broken_plugin.notanop:NotAnOp"})
+    fake_install(tmp_path, "wrong_kind", {"not_an_op": "os:getcwd"})
+    result = run(tmp_path, "check", str(ROOT / "specs" / "lenet_bn.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "lenet_bn.yaml: ok" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert "'exploding'" in result.stderr and "broken on purpose" in result.stderr
+    assert "'relu' is a built-in op" in result.stderr
+    assert "not a subclass of netspec.ops.Op" in result.stderr
