@@ -96,3 +96,15 @@ def test_cli_json_and_table(capsys):
 def test_cli_spec_error_exits_2(capsys):
     assert main(["diff", "specs/vgg11.yaml", "specs/vgg11.yaml", "--pb", "nope=1"]) == 2
     assert "unknown param 'nope'" in capsys.readouterr().err
+
+
+def test_diff_and_input_range_never_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from netspec.cli import main; "
+            "main(['diff', 'specs/vgg11.yaml', 'specs/vgg11.yaml', '--pb', 'ratio=4', '--json']); "
+            "main(['check', '--input-range', 'specs/alexnet.yaml']); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
