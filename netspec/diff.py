@@ -79,13 +79,15 @@ def diff(a: Network, b: Network) -> dict:
             continue
         sub = _subtree(right, path)
         added.append({"path": path, "op": node.op, "depth": depth, "shape": [None, *node.shape],
-                      "params": node.n_params, "flops": node.flops, "nodes": len(sub)})
+                      "params": node.n_params, "flops": node.flops, "nodes": len(sub),
+                      "ops": sum(not n.group for n in sub)})
     for path, (node, depth) in left.items():
         if path in right or _parent(path) in left and _parent(path) not in right and _parent(path):
             continue
         sub = _subtree(left, path)
         removed.append({"path": path, "op": node.op, "depth": depth, "shape": [None, *node.shape],
-                        "params": node.n_params, "flops": node.flops, "nodes": len(sub)})
+                        "params": node.n_params, "flops": node.flops, "nodes": len(sub),
+                      "ops": sum(not n.group for n in sub)})
 
     for path, (old, depth) in left.items():
         if path not in right:
@@ -189,6 +191,15 @@ def _what(entry: dict) -> str:
     return "; ".join(parts)
 
 
+def _ops(entry: dict) -> str:
+    return "" if entry["nodes"] == 1 else f" ({entry['ops']} op{'s' * (entry['ops'] != 1)})"
+
+
+def _through_children(entry: dict) -> bool:
+    """A group or template instance that changed only because its contents did."""
+    return entry["group"] and set(entry["changes"]) <= {"shape", "n_params"}
+
+
 def _reshaped_only(entry: dict) -> bool:
     """A weightless node that changed only because its input did (a relu after a wider conv)."""
     return entry["changes"] == ["shape"] and entry["params"] == [0, 0] and not entry["group"]
@@ -207,7 +218,7 @@ def render(result: dict, depth: int | None = None, everything: bool = False):
     out = []
     before, after = result["before"], result["after"]
     groups = Table(title=f"{before['file']} → {after['file']}", title_justify="left")
-    for column, justify in (("top-level node", "left"), ("status", "left"), ("output shape", "left"),
+    for column, justify in (("node", "left"), ("status", "left"), ("output shape", "left"),
                             ("params", "right"), ("Δ params", "right"), ("Δ FLOPs", "right")):
         groups.add_column(column, justify=justify)
     style = {"added": "green", "removed": "red", "changed": "yellow", "same": "dim"}
@@ -225,13 +236,13 @@ def render(result: dict, depth: int | None = None, everything: bool = False):
     rows = []
     hidden = 0
     for e in result["removed"]:
-        rows.append((e["path"], "-", e["op"], f"removed ({e['nodes']} node{'s' * (e['nodes'] != 1)})",
+        rows.append((e["path"], "-", e["op"], "removed" + _ops(e),
                      _shape(e["shape"]), _signed(-e["params"]), e["depth"]))
     for e in result["added"]:
-        rows.append((e["path"], "+", e["op"], f"added ({e['nodes']} node{'s' * (e['nodes'] != 1)})",
+        rows.append((e["path"], "+", e["op"], "added" + _ops(e),
                      _shape(e["shape"]), _signed(e["params"]), e["depth"]))
     for e in result["changed"]:
-        if e["group"] and e["changes"] in (["shape"], ["n_params"], ["shape", "n_params"]):
+        if _through_children(e):
             continue  # a group that changed only through its children: the summary covers it
         if _reshaped_only(e) and not everything:
             hidden += 1
@@ -266,7 +277,8 @@ def summary_line(result: dict) -> str:
     if result["identical"]:
         return "no architectural change"
     pct = lambda p: "" if p is None else f" ({p:+.2f}%)"  # noqa: E731
-    return (f"{len(result['added'])} added, {len(result['removed'])} removed, {len(result['changed'])} changed; "
+    changed = sum(not _through_children(e) for e in result["changed"])
+    return (f"{len(result['added'])} added, {len(result['removed'])} removed, {changed} changed; "
             f"parameters {t['params'][0]:,} → {t['params'][1]:,} ({_signed(t['params_delta'])}){pct(t['params_pct'])}; "
             f"FLOPs {human(t['flops'][0])} → {human(t['flops'][1])}{pct(t['flops_pct'])}; "
             f"output {_shape(t['output'][0])} → {_shape(t['output'][1])}")

@@ -4,7 +4,7 @@ import json
 
 import netspec
 from netspec.cli import main
-from netspec.diff import diff, to_json
+from netspec.diff import diff, summary_line, to_json
 
 BASE = """
 netspec: 1
@@ -58,6 +58,8 @@ def test_added_block_is_reported_once_with_its_subtree():
     assert [e["path"] for e in result["added"]] == ["body.1"]
     assert result["added"][0]["op"] == "residual" and result["added"][0]["nodes"] > 1
     assert result["added"][0]["params"] == b.n_params - a.n_params
+    assert result["added"][0]["ops"] == 7  # conv1, bn1, relu, conv2, bn2, add, relu
+    assert summary_line(result).startswith("1 added, 0 removed, 0 changed; parameters")
     assert result["removed"] == []
     back = diff(b, a)
     assert [e["path"] for e in back["removed"]] == ["body.1"] and back["added"] == []
