@@ -79,6 +79,17 @@ def paired_ratio(base: list[float], cand: list[float]) -> float:
     return median([b / c for b, c in zip(base, cand)])
 
 
+def median_ci(xs, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap confidence interval of the median (percentile method)."""
+    import random
+
+    rng = random.Random(seed)
+    meds = sorted(median(rng.choices(xs, k=len(xs))) for _ in range(resamples))
+    lo = meds[int((1 - level) / 2 * resamples)]
+    hi = meds[min(resamples - 1, int((1 + level) / 2 * resamples))]
+    return lo, hi
+
+
 def quartiles(xs) -> tuple[float, float]:
     """First and third quartiles (the spread of per-round ratios)."""
     q = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
@@ -181,9 +192,10 @@ def verdict(ok: bool) -> str:
 
 def save(name: str, payload: dict) -> Path:
     """benchmarks/results/NAME.json (the raw numbers behind a printed table)."""
-    RESULTS_DIR.mkdir(exist_ok=True)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    payload = {"command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", name]), **payload}
+    threads = f" --threads {os.environ['OMP_NUM_THREADS']}" if RESULTS_DIR.name.startswith("threads") else ""
+    payload = {"command": f"python -m benchmarks.run {name}{threads}", **payload}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 

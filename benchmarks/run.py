@@ -4,7 +4,10 @@ NAME is static, overhead, data, e2e (all four when none is given: what
 `make bench` runs, about 10 minutes on 2 CPU cores) or accuracy (a
 15-minute training run, never part of the default). --quick runs a reduced
 version of each for a smoke test (about 3 minutes); --full also runs
-`torch.compile` for every seed model in `overhead`.
+`torch.compile` for every seed model in `overhead`; --threads N sets
+PyTorch's CPU threads, in this process and (OMP_NUM_THREADS) in the processes
+it starts (default: PyTorch's own, one per core), and writes the raw numbers
+to benchmarks/results/threadsN/ instead.
 
 Each prints Markdown tables of ratios against a baseline measured in the same
 run and writes its raw numbers to benchmarks/results/NAME.json.
@@ -27,6 +30,17 @@ def main(argv=None) -> int:
         print(__doc__)
         return 0
     quick, full = "--quick" in argv, "--full" in argv
+    threads = None
+    if "--threads" in argv:
+        i = argv.index("--threads")
+        threads = int(argv[i + 1])
+        del argv[i:i + 2]
+        import os
+
+        import torch
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+        common.RESULTS_DIR = common.RESULTS_DIR / f"threads{threads}"
     names = [a for a in argv if not a.startswith("-")] or DEFAULT
     unknown = [n for n in names if n not in ALL]
     if unknown:
@@ -45,7 +59,7 @@ def main(argv=None) -> int:
     import os
     print(f"\nTotal {time.perf_counter() - started:.0f} s; load average at the end "
           f"{[round(v, 2) for v in os.getloadavg()]} (at the start {info['loadavg']}).")
-    common.save("machine", {"machine": info, "benchmarks": names, "quick": quick, "full": full,
+    common.save("machine", {"machine": info, "benchmarks": names, "quick": quick, "full": full, "threads": threads,
                             "seconds": time.perf_counter() - started})
     return 0
 

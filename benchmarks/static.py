@@ -132,7 +132,7 @@ def zoo(quick: bool = False) -> dict:
         model = model_fn().eval()
         fns = {"netspec": _netspec(path, params, shape), "torchinfo": _torchinfo(model, shape),
                "meta": _meta_forward(model_fn, shape)}
-        t = interleaved(fns, repeats=3 if quick else 7, warmup=2)
+        t = interleaved(fns, repeats=3 if quick else 5, warmup=2)
         n, ti, me = median(t["netspec"]), median(t["torchinfo"]), median(t["meta"])
         rows.append([name, "×".join(map(str, shape)), ms(n), ms(ti), ms(me), x(ti / n), x(me / n),
                      ("yes" if n < 0.020 else "NO") if seed else ""])
