@@ -99,7 +99,10 @@ def _constructor(module: nn.Module) -> str:
     if getattr(nn, cls.__name__, None) is not cls:
         raise EmitError(f"cannot emit {cls.__module__}.{cls.__name__}: only torch.nn modules can be written "
                         "as plain PyTorch")
-    expr = f"nn.{cls.__name__}({module.extra_repr()})"
+    # conv's extra_repr leaves padding='same' and padding_mode='reflect' unquoted
+    args = re.sub(r"(padding|padding_mode)=(same|valid|zeros|reflect|replicate|circular)\b", r"\1='\2'",
+                  module.extra_repr())
+    expr = f"nn.{cls.__name__}({args})"
     try:
         rebuilt = eval(expr, {"nn": nn, "torch": __import__("torch")})  # noqa: S307 - our own text
     except Exception as exc:

@@ -71,3 +71,21 @@ def test_bad_spec_writes_nothing(tmp_path):
     out = tmp_path / "model.py"
     assert main(["compile", str(bad), "--emit", "python", "-o", str(out)]) == 2
     assert not out.exists()
+
+
+def test_string_arguments_are_quoted():
+    from netspec.emit import _constructor
+
+    conv = torch.nn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect", bias=False)
+    assert _constructor(conv) == ("nn.Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding='same', "
+                                  "bias=False, padding_mode='reflect')")
+
+
+def test_non_torch_modules_are_refused():
+    from netspec.emit import EmitError, _constructor
+
+    class Custom(torch.nn.Module):
+        pass
+
+    with pytest.raises(EmitError, match="only torch.nn modules"):
+        _constructor(Custom())
