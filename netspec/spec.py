@@ -9,6 +9,8 @@ have values.
 from __future__ import annotations
 
 import re
+import types
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
@@ -174,9 +176,15 @@ def _key_pos(doc, loc, default: Pos) -> Pos:
 def _known_fields(model: type[BaseModel], loc) -> list[str]:
     for part in loc:
         info = model.model_fields.get(part) if isinstance(part, str) else None
-        annotation = getattr(info, "annotation", None)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
+        models = [a for a in _members(getattr(info, "annotation", None))
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        if len(models) != 1:
             return []
+        model = models[0]
     return list(model.model_fields)
+
+
+def _members(annotation) -> tuple:
+    """The types in `X | None` / `Optional[X]`, or the annotation itself."""
+    args = typing.get_args(annotation)
+    return args if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)

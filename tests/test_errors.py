@@ -92,3 +92,12 @@ def test_no_partial_output_file_on_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "netspec", "compile", str(bad), "--json"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stdout == "" and not out.exists()
+
+
+def test_nested_train_key_gets_a_did_you_mean(tmp_path, capsys):
+    path = tmp_path / "t.yaml"
+    path.write_text(HEAD + "network: [flatten, {linear: 10}]\ntrain:\n  optimizer: {sgd: {lrr: 0.1}}\n")
+    assert main(["train", str(path), "--data", "synthetic", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:6:21: error: unknown key 'lrr'" in err and "did you mean 'lr'" in err
+    assert not (tmp_path / "run").exists()
