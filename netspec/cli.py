@@ -75,10 +75,14 @@ def cmd_compile(args) -> int:
 
 
 def _emit_python(args, network) -> int:
-    from .emit import emit
+    from .emit import EmitError, emit
     from .files import write_atomic
 
-    text = emit(network)
+    try:
+        text = emit(network)
+    except EmitError as exc:
+        print(f"error: cannot write {network.name} as plain PyTorch: {exc}", file=sys.stderr)
+        return 1
     if args.output:
         write_atomic(args.output, text.encode())
         print(f"wrote {args.output}", file=sys.stderr)

@@ -21,6 +21,10 @@ SMALL = {"specs/resnet18.yaml": (1, 32, 32), "specs/googlenet.yaml": (1, 48, 48)
          "specs/densenet.yaml": (1, 48, 48)}
 
 
+ALLOWED_IMPORTS = {"import torch", "import torch.nn.functional as F", "from torch import nn",
+                   "from collections import OrderedDict"}
+
+
 def load_module(path, name):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
@@ -36,8 +40,9 @@ def test_emitted_file_matches(spec, shape, tmp_path):
     path = tmp_path / "model.py"
     path.write_text(emit(network))
     text = path.read_text()
-    imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
-    assert imports == ["import torch", "from torch import nn"]
+    imports = {line for line in text.splitlines() if line.startswith(("import ", "from "))}
+    assert imports <= ALLOWED_IMPORTS and "import torch" in imports
+    assert max(len(line) for line in text.splitlines() if "#" not in line) <= 100
     model = load_module(path, f"emitted_{tmp_path.name}").Model()
     assert list(model.state_dict()) == list(compiled.state_dict())
     model.load_state_dict(compiled.state_dict(), strict=True)
@@ -49,9 +54,37 @@ def test_emitted_file_matches(spec, shape, tmp_path):
 
 def test_identical_blocks_share_a_class():
     text = emit(netspec.load("specs/torchvision/resnet18.yaml"))
-    # layer1's two blocks are the same structure: one class, used twice
+    # the blocks that keep their width are one class, the downsampling ones another;
+    # the numbers that differ between instances are the constructor's arguments
     assert text.count("\nclass BasicBlock(nn.Module)") == 1
-    assert text.count("BasicBlock()") == 2
+    assert text.count("\nclass BasicBlockProject(nn.Module)") == 1
+    assert "def __init__(self, out):" in text
+    assert "nn.Sequential(BasicBlock(64), BasicBlock(64))" in text
+    assert "BasicBlockProject(in_channels=64, out=128), BasicBlock(128)" in text
+    assert "getattr(self" not in text
+
+
+def test_arguments_are_named_after_template_parameters():
+    text = emit(netspec.load("specs/googlenet.yaml"))
+    assert "def __init__(self, in_channels, c1, c2, c3, c4):" in text
+    assert "self.p2_2 = nn.Conv2d(c2[0], c2[1], 3, padding=1)" in text
+    assert "Inception(in_channels=192, c1=64, c2=[96, 128], c3=[16, 32], c4=32)" in text
+    assert "torch.cat([" in text and "F.max_pool2d(x, 3, stride=1, padding=1)" in text
+
+
+def test_plain_chains_are_sequentials_with_default_arguments_left_out():
+    text = emit(netspec.load("specs/resnet18.yaml"))
+    assert "nn.Conv2d(1, 64, 7, stride=2, padding=3)," in text
+    assert "nn.BatchNorm2d(64)," in text  # eps, momentum, affine: PyTorch's defaults
+    assert "class Model(nn.Sequential):" in text
+    assert "('7', nn.Linear(512, 10))" in text
+
+
+def test_single_use_values_reuse_x():
+    text = emit(netspec.load("specs/resnet18.yaml"))
+    forward = text.split("class Residual(nn.Module)")[1].split("def forward(self, x):")[1].split("class")[0]
+    # x is the block's input until the shortcut has used it; then the chain reuses it
+    assert "x2 = F.relu(bn1)" in forward and "x = bn2 + x" in forward and "x = F.relu(x)" in forward
 
 
 def test_emitted_file_runs_alone(tmp_path):
@@ -74,18 +107,79 @@ def test_bad_spec_writes_nothing(tmp_path):
 
 
 def test_string_arguments_are_quoted():
-    from netspec.emit import _constructor
+    from netspec.emit import flat, module_expr
 
     conv = torch.nn.Conv2d(3, 4, 3, padding="same", padding_mode="reflect", bias=False)
-    assert _constructor(conv) == ("nn.Conv2d(3, 4, kernel_size=(3, 3), stride=(1, 1), padding='same', "
-                                  "bias=False, padding_mode='reflect')")
+    assert flat(module_expr(conv), {}) == "nn.Conv2d(3, 4, 3, padding='same', bias=False, padding_mode='reflect')"
+    pool = torch.nn.MaxPool2d((2, 3), ceil_mode=True)
+    assert flat(module_expr(pool), {}) == "nn.MaxPool2d((2, 3), stride=(2, 3), ceil_mode=True)"
 
 
 def test_non_torch_modules_are_refused():
-    from netspec.emit import EmitError, _constructor
+    from netspec.emit import EmitError, module_expr
 
     class Custom(torch.nn.Module):
         pass
 
-    with pytest.raises(EmitError, match="only torch.nn modules"):
-        _constructor(Custom())
+    with pytest.raises(EmitError, match="not a torch.nn module"):
+        module_expr(Custom())
+
+
+EVERY_OP = """
+netspec: 1
+name: every_op
+input: [3, 17, 19]
+network:
+  - group: dag                # not a chain: a class whose forward uses functional calls
+    layers:
+      - {id: c, conv: {out: 8, kernel: 3, padding: same}}
+      - {id: a, leaky_relu: 0.2}
+      - gelu: {approximate: tanh}
+      - silu
+      - tanh
+      - sigmoid
+      - relu6
+      - relu
+      - identity
+      - {id: m, maxpool: {kernel: 3, stride: 2, padding: 1, ceil_mode: true, dilation: 1}}
+      - {id: v, from: a, avgpool: {kernel: 3, stride: 2, padding: 1, ceil_mode: true, count_include_pad: false}}
+      - {id: g, mul: [m, v]}
+      - {id: d, dropout: 0.3}
+      - {id: s, softmax: 1}
+      - {id: n, layernorm: {dims: 2}}
+      - {id: am, from: c, adaptive_maxpool: [2, 3]}
+      - {id: aa, from: c, adaptive_avgpool: [2, 3]}
+      - {id: sum, add: [am, aa]}
+      - {concat: [sum, am]}
+  - group: chain              # a chain: an nn.Sequential of modules
+    layers:
+      - conv: {out: 4, kernel: [1, 3], groups: 2, dilation: 2, padding: [0, 2], bias: false}
+      - batchnorm: {eps: 0.001, momentum: 0.2}
+      - global_avgpool
+  - {id: lin, linear: 5}
+  - flatten: {start: 1}
+"""
+
+
+def test_every_op_emits_and_matches(tmp_path):
+    network = netspec.load_text(EVERY_OP, "every_op.yaml")
+    assert set(ops_used(network)) >= set(netspec.ops.REGISTRY) - PLUGIN_OPS
+    compiled = netspec.compile(network).eval()
+    path = tmp_path / "every_op.py"
+    path.write_text(emit(network))
+    model = load_module(path, "emitted_every_op").Model()
+    model.load_state_dict(compiled.state_dict(), strict=True)
+    model.eval()
+    x = torch.randn(3, *network.input)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), compiled(x), rtol=1e-5, atol=1e-5)
+    text = path.read_text()
+    assert "F.leaky_relu(c, 0.2)" in text and "F.dropout(g, 0.3, training=self.training)" in text
+    assert "padding='same'" in text and "ceil_mode=True" in text
+
+
+PLUGIN_OPS = {name for name, cls in netspec.ops.REGISTRY.items() if getattr(cls, "plugin", None)}
+
+
+def ops_used(network):
+    return {node.op for node, _ in network.nodes() if not node.group}
