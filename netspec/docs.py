@@ -30,30 +30,57 @@ def _type_name(prop: dict) -> str:
 
 
 def _template_params(template) -> list[tuple[str, str, str, str]]:
-    return [(name, decl.type, "required" if decl.required else repr(decl.default), decl.doc or "")
+    return [(name, decl.type, "required" if decl.required else _default(decl.default), decl.doc or "")
             for name, decl in template.decls.items()]
 
 
+def _default(value) -> str:
+    """A default as the spec writes it: expressions bare (`${in.channels // 2}`), values as Python."""
+    return value if isinstance(value, str) and "$" in value else repr(value)
+
+
+def _signature(rows) -> str:
+    """One parameter per line: `name: type` (required) or `name: type = default`."""
+    return "\n".join(f"{n}: {kind}" if d == "required" else f"{n}: {kind} = {d}" for n, kind, d, _ in rows)
+
+
+def _origin(name: str) -> str:
+    from .plugins import describe
+
+    return describe(name) or "op"
+
+
 def list_table():
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="ops and built-in templates", title_justify="left")
+    table = Table(title="ops and built-in templates (netspec explain NAME for details)", title_justify="left",
+                  show_lines=True)
     for column in ("name", "kind", "parameters", "what it does"):
         table.add_column(column)
     for name, cls in sorted(ops.REGISTRY.items()):
-        params = ", ".join(f"{n}={d}" if d != "required" else n for n, _, d, _ in _op_params(cls))
-        table.add_row(name, "op", params, (cls.__doc__ or "").strip().splitlines()[0])
+        table.add_row(name, _origin(name), escape(_signature(_op_params(cls))),
+                      escape((cls.__doc__ or "").strip().splitlines()[0]))
     for name, template in sorted(builtins().items()):
-        params = ", ".join(f"{n}={d}" if d != "required" else n for n, _, d, _ in _template_params(template))
-        table.add_row(name, "template", params, template.doc or "")
+        table.add_row(name, "template", escape(_signature(_template_params(template))), escape(template.doc or ""))
     return table
+
+
+def _shown_path(path: str) -> str:
+    """A built-in template's file relative to the package (`netspec/templates/residual.yaml`)."""
+    from pathlib import Path
+
+    try:
+        return str(Path(path).resolve().relative_to(Path(__file__).resolve().parents[1]))
+    except ValueError:
+        return path
 
 
 def explain(name: str) -> str:
     """Plain-text reference for one op or template."""
     if name in ops.REGISTRY:
         cls = ops.REGISTRY[name]
-        head = [f"{name} (op): {(cls.__doc__ or '').strip()}"]
+        head = [f"{name} ({_origin(name)}): {(cls.__doc__ or '').strip()}"]
         if cls.primary:
             head.append(f"shorthand: `{name}: VALUE` sets {cls.primary}")
         low, high = cls.inputs
@@ -62,7 +89,7 @@ def explain(name: str) -> str:
         rows = _op_params(cls)
     elif name in builtins():
         template = builtins()[name]
-        head = [f"{name} (template, {template.file}): {template.doc or ''}"]
+        head = [f"{name} (template, {_shown_path(template.file)}): {template.doc or ''}"]
         rows = _template_params(template)
     else:
         known = [*ops.REGISTRY, *builtins()]

@@ -90,3 +90,24 @@ def test_every_op_and_builtin_template_is_documented():
     core = [name for name, cls in ops.REGISTRY.items() if cls.__module__.startswith("netspec.ops")]
     missing = [name for name in [*core, *builtins()] if f"`{name}`" not in text]
     assert not missing, f"not in docs/language.md: {missing}"
+
+
+def test_list_and_explain_come_from_the_registry_with_types_and_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    from netspec.cli import main
+    from netspec.docs import explain
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    for name in [*ops.REGISTRY, *builtins()]:
+        assert f" {name} " in listed
+    # one parameter per line: name, type (rich markup must not eat `[int]`), default
+    assert "kernel: int | list[int]" in listed and "stride: int | list[int] = 1" in listed
+    assert "out: int = ${in.channels // 2}" in listed  # a template's default expression, as written
+    for name, cls in ops.REGISTRY.items():
+        text = explain(name)
+        for field_name, field in cls.Params.model_fields.items():
+            assert f"  {field_name}: " in text
+            if field.description:
+                assert field.description in text
+    assert "netspec/templates/residual.yaml" in explain("residual")

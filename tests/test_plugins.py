@@ -112,3 +112,39 @@ def test_broken_plugins_warn_and_netspec_keeps_working(tmp_path):
     assert "'exploding'" in result.stderr and "broken on purpose" in result.stderr
     assert "'relu' is a built-in op" in result.stderr
     assert "not a subclass of netspec.ops.Op" in result.stderr
+
+
+def test_list_names_the_plugin_and_emit_refuses_its_custom_module(site):
+    listed = run(site, "list")
+    row = next(line for line in listed.stdout.splitlines() if " channel_scale " in line)
+    assert "plugin netspec_demo_plugin" in row
+    # channel_scale builds a module class of the plugin's own: a torch-only file cannot hold it
+    emitted = run(site, "compile", "plugged.yaml", "--emit", "python", "-o", "out.py")
+    assert emitted.returncode == 1
+    assert "not a torch.nn module" in emitted.stderr and "Traceback" not in emitted.stderr
+    assert not (site / "out.py").exists()
+    # space_to_depth builds nn.PixelUnshuffle, which the file can rebuild
+    (site / "s2d.yaml").write_text(SPEC.replace("  - channel_scale\n", ""))
+    emitted = run(site, "compile", "s2d.yaml", "--emit", "python", "-o", "s2d.py")
+    assert emitted.returncode == 0, emitted.stderr
+    assert "nn.PixelUnshuffle(2)" in (site / "s2d.py").read_text()
+
+
+def test_a_spec_cannot_name_a_python_module(tmp_path):
+    """The package is importable here but not installed: naming it in a spec imports nothing."""
+    shutil.copytree(PLUGIN / "netspec_demo_plugin", tmp_path / "netspec_demo_plugin")
+    for name in ("netspec_demo_plugin:SpaceToDepth", "netspec_demo_plugin.SpaceToDepth", "os.system"):
+        (tmp_path / "named.yaml").write_text(SPEC.replace("{space_to_depth: 2}", f"{{'{name}': 2}}"))
+        code = textwrap.dedent("""
+            import sys, netspec
+            try:
+                netspec.load("named.yaml")
+            except netspec.SpecError as err:
+                print(err.message)
+            print(sorted(m for m in sys.modules if m.startswith("netspec_demo")))
+        """)
+        result = run(tmp_path, code=code)
+        assert result.returncode == 0, result.stderr
+        message, imported = result.stdout.splitlines()
+        assert message == f"unknown op or template '{name}'"
+        assert imported == "[]"
