@@ -11,7 +11,10 @@ gain or see reshaped. A node is
   differ.
 
 The report also has one row per top-level node (a reviewer's first look:
-which stage grew, by how much) and the totals before and after. Pure
+which stage grew, by how much), the totals before and after, and what
+happens to existing checkpoints: whether a state_dict of A loads into B,
+which weights are reshaped, new, gone or moved to a new key (a layer
+renumbered by an insertion), and how many of B's parameters A can supply. Pure
 Python: diff never imports torch.
 """
 
@@ -148,6 +151,7 @@ def diff(a: Network, b: Network) -> dict:
 
     return {
         "_order": order,
+        "checkpoint": checkpoint(a, b),
         "before": {"name": a.name, "file": a.file, "input": list(a.input), "params_values": a.params},
         "after": {"name": b.name, "file": b.file, "input": list(b.input), "params_values": b.params},
         "totals": {
@@ -160,6 +164,97 @@ def diff(a: Network, b: Network) -> dict:
         "identical": not (added or removed or changed) and a.output == b.output,
         "added": added, "removed": removed, "changed": changed, "groups": groups,
     }
+
+
+def _weighted(network: Network) -> dict[str, Node]:
+    """Leaf nodes that put tensors in the state_dict (parameters, or batch norm's running statistics)."""
+    return {node.path: node for node, _ in network.nodes()
+            if not node.group and (node.n_params or node.op == "batchnorm")}
+
+
+def _fits(old: Node, new: Node) -> bool:
+    """Same op, parameter count and channel widths: the tensors have the same shapes.
+
+    (A new height or width changes no conv or batch norm tensor; a linear's
+    tensors depend on its last dimension, its features.)
+    """
+    def widths(node: Node) -> tuple:
+        dims = (node.in_shapes[0][0], node.shape[0]) if node.in_shapes and node.shape else ()
+        if node.op == "linear" or len(node.shape) == 1:
+            dims += (node.in_shapes[0][-1], node.shape[-1])
+        return dims
+
+    return old.op == new.op and old.n_params == new.n_params and widths(old) == widths(new)
+
+
+def checkpoint(a: Network, b: Network) -> dict:
+    """Would a state_dict saved from A load into B (`strict=True`), and how much of it carries over?
+
+    Per node with weights (its path is its state_dict prefix): kept (same
+    tensors), settings changed (same tensors, but e.g. a new stride, so the
+    learned values meant something else), reshaped, added, removed, or moved
+    (the same layer under a new path, e.g. renumbered by an insertion).
+    """
+    left, right = _weighted(a), _weighted(b)
+    kept, retuned, reshaped = [], [], []
+    for path, old in left.items():
+        new = right.get(path)
+        if new is None:
+            continue
+        if not _fits(old, new):
+            reshaped.append(path)
+        elif _params(old) != _params(new):
+            retuned.append(path)
+        else:
+            kept.append(path)
+    removed = [p for p in left if p not in right]
+    added = [p for p in right if p not in left]
+    moved = []
+    for path in list(removed):
+        old = left[path]
+        match = next((q for q in added if _fits(old, right[q]) and _params(old) == _params(right[q])), None)
+        if match is not None:
+            moved.append([path, match])
+            removed.remove(path)
+            added.remove(match)
+    carried = sum(right[p].n_params for p in kept + retuned) + sum(right[q].n_params for _, q in moved)
+    return {
+        "loads": not (reshaped or added or removed or moved),
+        "kept": kept, "settings_changed": retuned, "reshaped": reshaped,
+        "added": added, "removed": removed, "moved": moved,
+        "params_carried": carried, "params_after": b.n_params,
+    }
+
+
+def _listing(paths: list[str], limit: int = 6) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" (+{len(paths) - limit} more)" if len(paths) > limit else "")
+
+
+def checkpoint_lines(c: dict) -> list[str]:
+    """What a reviewer needs to know about existing checkpoints, in a few lines."""
+    if c["loads"]:
+        head = "checkpoints: a state_dict of A loads into B (strict)"
+    else:
+        counts = [f"{len(c[k])} {label}" for k, label in (("reshaped", "reshaped"), ("added", "new"),
+                                                           ("removed", "gone"), ("moved", "moved"))
+                  if c[k]]
+        head = "checkpoints: a state_dict of A does not load into B (strict): " + ", ".join(counts)
+    pct = f" ({100 * c['params_carried'] / c['params_after']:.1f}%)" if c["params_after"] else ""
+    lines = [f"{head}; {c['params_carried']:,} of B's {c['params_after']:,} parameters can come from A{pct}"]
+    if c["reshaped"]:
+        lines.append(f"  reshaped: {_listing(c['reshaped'])}")
+    if c["added"]:
+        lines.append(f"  new: {_listing(c['added'])}")
+    if c["removed"]:
+        lines.append(f"  gone: {_listing(c['removed'])}")
+    if c["moved"]:
+        lines.append("  moved (same layer, new state_dict key): "
+                     + _listing([f"{old} → {new}" for old, new in c["moved"]], 4))
+    if c["settings_changed"]:
+        lines.append("  same shapes, other settings (the weights load but were learned for the old ones): "
+                     + _listing(c["settings_changed"]))
+    return lines
 
 
 def _signed(value: int, human=None) -> str:
@@ -266,6 +361,8 @@ def render(result: dict, depth: int | None = None, everything: bool = False):
     if hidden:
         out.append(f"({hidden} weightless node{'s' * (hidden != 1)} only passed a new shape along; "
                    "--all lists them)")
+    if not result["identical"] and "checkpoint" in result:
+        out.extend(checkpoint_lines(result["checkpoint"]))
     out.append(summary_line(result))
     return out
 

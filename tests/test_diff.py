@@ -110,3 +110,36 @@ def test_diff_and_input_range_never_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_checkpoint_compatibility():
+    a = netspec.load("specs/resnet18.yaml")
+    same = diff(a, netspec.load("specs/resnet18.yaml"))["checkpoint"]
+    assert same["loads"] and same["params_carried"] == a.n_params
+    # a new head: only the last linear is reshaped, everything else carries over
+    b = netspec.load("specs/resnet18.yaml", params={"classes": 100})
+    c = diff(a, b)["checkpoint"]
+    assert not c["loads"] and c["reshaped"] == ["7"] and not c["added"] and not c["moved"]
+    assert c["params_carried"] == b.n_params - (512 * 100 + 100)
+    assert len(c["kept"]) == 37  # 20 convs and 17 batch norms (running statistics too): all but the head
+
+
+def test_checkpoint_sees_renumbered_layers_and_changed_settings():
+    a = netspec.load_text(BASE, "a.yaml")
+    # a dropout before the head renumbers the linear from 4 to 5: same weights, new state_dict key
+    b = netspec.load_text(BASE.replace("  - linear: 10\n", "  - dropout: 0.2\n  - linear: 10\n"), "b.yaml")
+    c = diff(a, b)["checkpoint"]
+    assert c["moved"] == [["4", "5"]] and not c["loads"]
+    assert c["params_carried"] == b.n_params
+    # a new stride keeps every tensor's shape: it loads, but the reviewer is told
+    s = netspec.load_text(BASE.replace("{conv: {out: 16, kernel: 3, padding: 1}}",
+                                       "{conv: {out: 16, kernel: 3, padding: 1, stride: 2}}"), "s.yaml")
+    c = diff(a, s)["checkpoint"]
+    assert c["loads"] and c["settings_changed"] == ["stem.0"]
+
+
+def test_checkpoint_lines_in_the_table(capsys):
+    assert main(["diff", "specs/resnet18.yaml", "specs/resnet18.yaml", "--pb", "classes=100"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "does not load into B (strict): 1 reshaped" in text
+    assert "11,173,248 of B's 11,224,548 parameters can come from A" in text
