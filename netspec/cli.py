@@ -128,9 +128,12 @@ def cmd_check(args) -> int:
                   f"{', '.join(map(str, network.output))})")
         if args.input_range:
             from .api import parse_assignments
-            from .constraints import describe, input_range
+            from .constraints import describe, input_range, reasons
 
-            print(f"{path}: input sizes: {describe(input_range(path, parse_assignments(args.param), args.input))}")
+            ranges = input_range(path, parse_assignments(args.param), args.input)
+            print(f"{path}: input sizes: {describe(ranges)}")
+            for line in reasons(ranges):
+                print(f"  {line}")
     return 2 if failed else 0
 
 

@@ -1,42 +1,36 @@
-"""Which input sizes a network accepts, derived statically (no torch).
+"""Which input sizes a network accepts, derived statically (no torch, no tensors).
 
 `netspec check --input-range` prints one line per spec, e.g.
 
     H, W >= 29; any size
-    H, W must be 224 because flatten → linear(6400) at fc1.0 (224..227 give the same weights)
-    H >= 10, W >= 10; H, W even
+    H, W must be 224 because flatten → linear(6400) at fc1.0 (193..224 give the same weights)
+    H, W >= 2; H, W divisible by 2 (or 3)
 
-Method. The front end infers every shape in milliseconds, so the question
-"does this spatial size work?" is answered by elaborating the spec at that
-size (the document is parsed once; only elaboration is repeated). Every
-shape rule (convolution, pooling, padding, flatten, adaptive pooling) is
-monotone non-decreasing in the input size, so the spatial dimensions are
-searched one at a time, the others held at the spec's values:
+Method: a derivation, not a search. Every conv and pool maps a size s to
+floor((s + a) / b), and such maps compose into the same form, so the
+elaborated network is walked once with each spatial dimension carried as
+floor((s + A) / B) of the input size (or a constant, after adaptive
+pooling). Each requirement then has a closed-form answer (see
+`Derivation`): kernels that must fit give a smallest size; branches merged
+by add/concat that must agree give residues mod B (divisibility), a finite
+set or an interval; weights sized for a dimension (linear after flatten)
+give the interval of input sizes that reproduce it.
 
-1. Smallest size: a binary search over [1, the spec's size] for the smallest
-   `h` such that one of `h .. h+WINDOW-1` elaborates. The window keeps the
-   predicate monotone even where only some residues are valid (see 3); the
-   answer is the first valid size in that window.
-2. Fixed size: a layer whose weights depend on the input size (a `linear`
-   after `flatten`; adaptive pooling breaks the dependency) shows up as a
-   parameter count that changes with `h`. Then the trained weights fit only
-   the sizes that give the spec's parameter count, an interval found by two
-   more binary searches (parameter counts are monotone in `h` too); the
-   first node whose parameter count differs is named as the reason.
-3. Divisibility: branches with different strides merged by `add`/`concat`
-   (e.g. a ceil-mode and a floor-mode downsampling) only agree for some
-   residues. The sizes `min .. min+SCAN-1` are tried; if some fail, the
-   smallest period `p` (up to SCAN/2) that explains the pattern is reported
-   with the valid residues (`H % 4 == 0`).
-
-The result is exact for the sizes it tries and relies on monotonicity only
-for the ones it skips; periods above SCAN/2 are not detected.
+The answer is confirmed by elaborating the spec at its edges (the smallest
+size and the one below it, a period's worth of sizes, the ends of a fixed
+range): a handful of front-end runs. Where the derivation does not apply
+(an op whose size rule netspec does not model, such as a plugin op that
+changes sizes, or a template whose structure depends on `in.height`), or a
+spot check disagrees, the sizes are found by probing instead: binary
+searches over elaborations, which rely on sizes growing with the input.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from . import ops
 from .errors import SpecError
 
 WINDOW = 8
@@ -57,11 +51,29 @@ class DimRange:
     reason: str | None = None         # the node that fixes the size
     too_small: str | None = None      # the error at min - 1
     extra: list[int] = field(default_factory=list)  # small valid sizes outside the residues
+    max: int | None = None            # largest valid size, where there is one
+    only: list[int] | None = None     # the valid sizes, where they are finitely many
+    method: str = "derived"           # "derived", or "probed" where the derivation did not apply
+
+    def accepts(self, size: int) -> bool:
+        """Whether the network takes this size (the other dimensions at the spec's values)."""
+        if size in self.extra:
+            return True
+        if self.min is None or size < self.min or (self.max is not None and size > self.max):
+            return False
+        if self.only is not None:
+            return size in self.only
+        return size % self.period in self.residues
+
+    def keeps_weights(self, size: int) -> bool:
+        """Whether the spec's weights fit this size (its parameter count is the spec's)."""
+        return self.accepts(size) and (self.fixed is None or self.fixed[0] <= size <= self.fixed[1])
 
     def as_dict(self) -> dict:
         return {"name": self.name, "spec": self.spec, "min": self.min, "period": self.period,
                 "residues": self.residues, "fixed": list(self.fixed) if self.fixed else None,
-                "reason": self.reason, "too_small": self.too_small, "extra": self.extra}
+                "reason": self.reason, "too_small": self.too_small, "extra": self.extra,
+                "max": self.max, "only": self.only, "method": self.method}
 
 
 class _Probe:
@@ -187,11 +199,406 @@ def input_range(path, params=None, input=None, text: str | None = None) -> list[
     probe = _Probe(path, params, input, text)
     spatial = len(probe.shape) - 1
     names = DIM_NAMES.get(spatial, tuple(f"dim{i + 1}" for i in range(spatial)))
-    return [_dimension(probe, axis + 1, names[axis]) for axis in range(spatial)]
+    try:
+        derived = derive(probe.base, probe)
+    except Unsupported:
+        derived = [None] * spatial
+    ranges = []
+    for axis in range(spatial):
+        found = derived[axis]
+        if found is None or not _confirmed(probe, axis + 1, found):
+            found = _dimension(probe, axis + 1, names[axis])
+            found.method = "probed"
+        ranges.append(found)
+    return ranges
+
+
+
+# -- the derivation: shape rules as functions of the input size ------------------------
+class Unsupported(Exception):
+    """Something the derivation does not model; the sizes are then found by probing."""
+
+
+@dataclass(frozen=True)
+class Aff:
+    """floor((s + A) / B) of the input size s along `axis`: what every conv and pool makes of it."""
+
+    axis: int
+    A: int
+    B: int
+
+    def at(self, s: int) -> int:
+        return (s + self.A) // self.B
+
+    def then(self, a: int, b: int) -> "Aff":
+        """floor((self + a) / b), again of the same form: floor((floor(x/B) + a)/b) = floor((x + aB)/(Bb))."""
+        return Aff(self.axis, self.A + self.B * a, self.B * b)
+
+    def least(self, m: int) -> int:
+        """The smallest s with at(s) >= m."""
+        return self.B * m - self.A
+
+    def equals(self, value: int) -> tuple[int, int]:
+        """The sizes s with at(s) == value, as an interval."""
+        return self.B * value - self.A, self.B * value - self.A + self.B - 1
+
+
+@dataclass(frozen=True)
+class Const:
+    value: int
+
+
+@dataclass(frozen=True)
+class Opaque:
+    """A size that depends on the input in a way not of the Aff form (a flattened product)."""
+
+    factors: tuple
+
+
+def _deps(dim) -> list[Aff]:
+    if isinstance(dim, Aff):
+        return [dim]
+    if isinstance(dim, Opaque):
+        return [a for f in dim.factors for a in _deps(f)]
+    return []
+
+
+@dataclass
+class Bound:
+    """One requirement on one spatial axis, and the node it comes from."""
+
+    axis: int
+    kind: str          # "min", "residues", "interval", "finite", "weights"
+    value: object
+    reason: str
+
+
+class Derivation:
+    """Walks the elaborated network once, carrying each dimension as a function of the input size.
+
+    Every conv and pool maps a size s to floor((s + a) / b); composed, a chain
+    is again floor((s + A) / B), so each node's spatial size is known for
+    every input size at once. Requirements follow in closed form:
+
+    - a kernel must fit: floor((s + A) / B) >= m  <=>  s >= B*m - A;
+    - merged branches must agree: with equal B this holds for a set of
+      residues mod B (divisibility); with different B, for finitely many s;
+      against a constant (after adaptive pooling), for an interval;
+    - weights that depend on a size (linear after flatten, layernorm over a
+      spatial dimension) fix that size to its value at the spec's input: an
+      interval of input sizes.
+    """
+
+    def __init__(self, network):
+        self.network = network
+        self.bounds: list[Bound] = []
+        self.broadcast: dict[int, set[int]] = {}  # sizes where a branch of size 1 broadcasts
+        self.assumed: list[str] = []
+
+    def run(self) -> list[Bound]:
+        shape = self.network.input
+        dims = (Const(shape[0]), *(Aff(axis, 0, 1) for axis in range(1, len(shape))))
+        self.group(self.network.root, dims)
+        return self.bounds
+
+    def group(self, group, dims):
+        values = {"input": dims}
+        for node in group.children:
+            ins = [values[ref] for ref in node.inputs]
+            out = self.group(node, ins[0]) if node.group else self.op(node, ins)
+            spec = tuple(self.value(d) for d in out)
+            if spec != tuple(node.shape):
+                raise Unsupported(f"{node.path} ({node.op}): derived {spec}, inferred {tuple(node.shape)}")
+            values[node.name] = out
+        return values[group.output]
+
+    def value(self, dim) -> int:
+        """A dimension's size at the spec's own input."""
+        if isinstance(dim, Const):
+            return dim.value
+        if isinstance(dim, Aff):
+            return dim.at(self.network.input[dim.axis])
+        result = 1
+        for factor in dim.factors:
+            result *= self.value(factor)
+        return result
+
+    def need(self, dim, least: int, reason: str) -> None:
+        if isinstance(dim, Aff):
+            where, _, detail = reason.partition(" (")
+            text = f"{where} needs an input of {least} or more" + (f" ({detail}" if detail else "")
+            self.bounds.append(Bound(dim.axis, "min", dim.least(least), text))
+        elif isinstance(dim, Opaque):
+            raise Unsupported(f"{reason}: a size requirement on a flattened dimension")
+
+    def op(self, node, ins):
+        from .ops import conv, linear, merge, norm, pool, tensor
+
+        cls = ops.get(node.op)
+        p = node.params
+        where = f"{node.op} at {node.path}"
+        x = ins[0]
+        if issubclass(cls, conv.Conv):
+            n, kernel, stride, padding, dilation = cls().geometry(p, node.in_shapes[0])
+            out = [Const(p.out)]
+            for i, dim in enumerate(x[1:]):
+                if padding is None:  # 'same'
+                    out.append(dim)
+                    continue
+                effective = dilation[i] * (kernel[i] - 1) + 1
+                self.need(dim, effective - 2 * padding[i], f"{where} (kernel {effective} after dilation, "
+                                                            f"padding {padding[i]})")
+                out.append(self.floor(dim, 2 * padding[i] - effective + stride[i], stride[i]))
+            return tuple(out)
+        if issubclass(cls, pool._Pool):
+            n, kernel, stride, padding, dilation = cls().geometry(p, node.in_shapes[0])
+            out = [x[0]]
+            for i, dim in enumerate(x[1:]):
+                k, s, pad, d = kernel[i], stride[i], padding[i], dilation[i]
+                effective = d * (k - 1) + 1
+                if not p.ceil_mode:
+                    self.need(dim, effective - 2 * pad, f"{where} (window {effective}, padding {pad})")
+                    out.append(self.floor(dim, 2 * pad - effective + s, s))
+                elif pad + s - 1 < effective:  # the last window always starts inside: plain ceil
+                    self.need(dim, effective + 1 - 2 * pad - s, f"{where} (window {effective}, padding {pad}, "
+                                                                 "ceil_mode)")
+                    out.append(self.floor(dim, 2 * pad - effective + 2 * s - 1, s))
+                else:
+                    raise Unsupported(f"{where}: ceil_mode with a window that may start in the padding")
+            return tuple(out)
+        if issubclass(cls, pool._Adaptive):
+            return (x[0], *(Const(v) for v in node.shape[1:]))
+        if issubclass(cls, pool.GlobalAvgPool):
+            return (x[0],)
+        if issubclass(cls, tensor.Flatten):
+            rank = len(x) + 1
+            start, end = (d + rank if d < 0 else d for d in (p.start, p.end))
+            if start == end:
+                return x
+            merged = x[start - 1:end]
+            if all(isinstance(d, Const) for d in merged):
+                joined = Const(self.value(Opaque(tuple(merged))))
+            else:
+                joined = Opaque(tuple(merged))
+            return (*x[:start - 1], joined, *x[end:])
+        if issubclass(cls, linear.Linear):
+            self.weights(x[-1], node, f"{x_name(x[-1])} → {node.op}({self.value(x[-1])}) at {node.path}")
+            return (*x[:-1], Const(p.out))
+        if issubclass(cls, norm.LayerNorm):
+            for dim in x[len(x) - p.dims:]:
+                self.weights(dim, node, f"layernorm over {p.dims} dimensions at {node.path}")
+            return x
+        if issubclass(cls, merge._Elementwise):
+            return tuple(self.broadcast_dims(dims, where) for dims in zip(*ins))
+        if issubclass(cls, merge.Concat):
+            rank = len(x) + 1
+            axis = p.dim % rank - 1
+            out = []
+            for i, dims in enumerate(zip(*ins)):
+                if i == axis:
+                    if not all(isinstance(d, Const) for d in dims):
+                        raise Unsupported(f"{where}: concatenation along a spatial dimension")
+                    out.append(Const(sum(d.value for d in dims)))
+                else:
+                    out.append(self.agree(dims, where))
+            return tuple(out)
+        if cls.__module__ in ("netspec.ops.activation", "netspec.ops.norm") or node.op in ("dropout", "identity"):
+            return x
+        if len(ins) == 1 and tuple(node.shape) == tuple(node.in_shapes[0]):
+            self.assumed.append(node.op)  # e.g. a plugin op: taken to keep the shape, and checked below
+            return x
+        raise Unsupported(f"{where}: netspec does not know how this op's output size follows its input's")
+
+    def floor(self, dim, a: int, b: int):
+        """floor((dim + a) / b) for any dimension."""
+        if isinstance(dim, Aff):
+            return dim.then(a, b)
+        if isinstance(dim, Const):
+            return Const((dim.value + a) // b)
+        raise Unsupported("a convolution or pooling over a flattened dimension")
+
+    def weights(self, dim, node, reason: str) -> None:
+        """The layer's weights were sized for this dimension's value at the spec's input."""
+        for aff in _deps(dim):
+            self.bounds.append(Bound(aff.axis, "weights", aff.equals(self.value(aff)), reason))
+
+    def agree(self, dims, where: str):
+        """Dimensions that must be equal (concat's other dimensions)."""
+        first = dims[0]
+        for other in dims[1:]:
+            self.equal(first, other, where)
+        return next((d for d in dims if isinstance(d, Aff)), first)
+
+    def broadcast_dims(self, dims, where: str):
+        """add / mul: equal sizes, or 1 (which broadcasts)."""
+        varying = [d for d in dims if not (isinstance(d, Const) and d.value == 1)]
+        if not varying:
+            return dims[0]
+        first = varying[0]
+        for other in varying[1:]:
+            if other != first:
+                self.equal(first, other, where)
+                for dim in (first, other):  # sizes at which one side is 1 and broadcasts instead
+                    if isinstance(dim, Aff):
+                        lo, hi = dim.equals(1)
+                        self.broadcast.setdefault(dim.axis, set()).update(range(max(lo, 1), hi + 1))
+        return next((d for d in varying if isinstance(d, Aff)), first)
+
+    def equal(self, a, b, where: str) -> None:
+        if a == b:
+            return
+        if isinstance(a, Opaque) or isinstance(b, Opaque):
+            raise Unsupported(f"{where}: merged flattened dimensions")
+        if isinstance(a, Const) and isinstance(b, Const):
+            if a.value != b.value:
+                raise Unsupported(f"{where}: {a.value} != {b.value}")
+            return
+        if isinstance(a, Const) or isinstance(b, Const):
+            aff, const = (a, b) if isinstance(a, Aff) else (b, a)
+            self.bounds.append(Bound(aff.axis, "interval", aff.equals(const.value), where))
+            return
+        if a.axis != b.axis:
+            raise Unsupported(f"{where}: merges sizes from different input dimensions")
+        if a.B == b.B:
+            residues = [r for r in range(a.B) if a.at(r + a.B * 8) == b.at(r + a.B * 8)]
+            self.bounds.append(Bound(a.axis, "residues", (a.B, residues), where))
+            return
+        # different strides: floor((s+A1)/B1) - floor((s+A2)/B2) grows without bound, so the
+        # sizes where they agree are finitely many, all below this bound
+        limit = (abs(a.A) + abs(b.A) + 2) * a.B * b.B + 1
+        sizes = [s for s in range(1, limit) if a.at(s) == b.at(s)]
+        self.bounds.append(Bound(a.axis, "finite", sizes, where))
+
+
+def x_name(dim) -> str:
+    return "flatten" if isinstance(dim, Opaque) else "a spatial dimension"
+
+
+def derive(network, probe) -> list["DimRange"]:
+    """Each spatial dimension's range, from the derivation's bounds (raises Unsupported)."""
+    derivation = Derivation(network)
+    bounds = derivation.run()
+    spatial = len(network.input) - 1
+    names = DIM_NAMES.get(spatial, tuple(f"dim{i + 1}" for i in range(spatial)))
+    return [_combine(probe, derivation, bounds, axis, names[axis - 1]) for axis in range(1, spatial + 1)]
+
+
+def _combine(probe, derivation, bounds, axis: int, name: str) -> "DimRange":
+    mine = [b for b in bounds if b.axis == axis]
+    spec = network_size = probe.shape[axis]
+    low, low_reason = 1, None
+    period, residues = 1, {0}
+    lo, hi = 1, None
+    finite = None
+    for b in mine:
+        if b.kind == "min" and b.value > low:
+            low, low_reason = b.value, b.reason
+        elif b.kind == "residues":
+            m, rs = b.value
+            new = period * m // math.gcd(period, m)
+            residues = {r for r in range(new) if r % period in residues and r % m in rs}
+            period = new
+        elif b.kind == "interval":
+            lo, hi = max(lo, b.value[0]), b.value[1] if hi is None else min(hi, b.value[1])
+        elif b.kind == "finite":
+            finite = set(b.value) if finite is None else finite & set(b.value)
+
+    def valid(s: int) -> bool:
+        return (s >= max(low, lo) and (hi is None or s <= hi) and s % period in residues
+                and (finite is None or s in finite))
+
+    if finite is not None:
+        candidates = sorted(s for s in finite if valid(s))
+    else:
+        end = hi if hi is not None else max(low, lo) + period
+        candidates = [s for s in range(max(low, lo), end + 1) if valid(s)]
+    result = DimRange(name, spec, candidates[0] if candidates else None, method="derived")
+    result.too_small = low_reason
+    if period > 1:
+        result.period, result.residues = period, sorted(residues)
+    if finite is not None:
+        result.only, result.max = candidates, max(candidates, default=None)
+    elif hi is not None:
+        result.max = hi
+    extra = sorted(s for s in derivation.broadcast.get(axis, ()) if not valid(s) and probe.ok(axis, s))
+    result.extra = extra
+    if result.min is None and extra:
+        result.min = extra[0]
+    weights = [b for b in mine if b.kind == "weights"]
+    if weights and result.min is not None:
+        wlo = max(b.value[0] for b in weights)
+        whi = min(b.value[1] for b in weights)
+        fitting = [s for s in range(max(wlo, 1), whi + 1) if valid(s) or s in extra]
+        if fitting:
+            result.fixed = (fitting[0], fitting[-1])
+            result.reason = weights[0].reason
+    del network_size
+    return result
+
+
+def _confirmed(probe, axis: int, r: "DimRange") -> bool:
+    """Spot checks with the real front end at the edges of what was derived."""
+    if r.min is None:
+        return False
+    checks = {r.min: True}
+    if r.min > 1 and r.min - 1 not in r.extra:
+        checks[r.min - 1] = False
+    if r.period > 1:
+        above = [s for s in range(r.min + 1, r.min + 2 * r.period + 1)
+                 if (r.max is None or s <= r.max) and s not in r.extra]
+        for s in above:
+            checks.setdefault(s, s % r.period in r.residues and (r.only is None or s in r.only))
+    if r.max is not None:
+        checks[r.max] = True
+        checks[r.max + 1] = False
+    for s, expected in checks.items():
+        if probe.ok(axis, s) != expected:
+            return False
+    if r.fixed:
+        base = probe.base.n_params
+        first, last = r.fixed
+        for s in (first, last):
+            if _count(probe, axis, s) != base:
+                return False
+        for s in (first - 1, last + 1):
+            net = probe.at(axis, s) if s >= 1 else None
+            if net is not None and not isinstance(net, SpecError) and net.n_params == base:
+                return False
+    return True
+
+
+def _runs(sizes: list[int]) -> str:
+    """'3, 5, 33..63': consecutive sizes as ranges."""
+    parts, start = [], None
+    for i, size in enumerate(sizes):
+        if start is None:
+            start = size
+        if i + 1 == len(sizes) or sizes[i + 1] != size + 1:
+            parts.append(str(start) if size == start else f"{start}..{size}" if size > start + 1
+                         else f"{start}, {size}")
+            start = None
+    return ", ".join(parts)
 
 
 def _join(names: list[str]) -> str:
     return ", ".join(names)
+
+
+def reasons(ranges: list[DimRange]) -> list[str]:
+    """Why: the layer behind each bound, e.g. 'H, W >= 29: avgpool at transition3.3 needs ...'."""
+    lines, seen = [], {}
+    for r in ranges:
+        if r.min is not None and r.min > 1 and r.too_small:
+            seen.setdefault(("min", r.min, r.too_small), []).append(r.name)
+    for (_, size, why), names in seen.items():
+        if all(r.fixed for r in ranges if r.name in names):
+            lines.append(f"with other weights, {_join(names)} >= {size}: below that, {why}")
+        else:
+            lines.append(f"{_join(names)} >= {size}: below that, {why}")
+    if any(r.method == "probed" for r in ranges):
+        lines.append("(found by probing sizes: netspec could not derive them for "
+                     + _join([r.name for r in ranges if r.method == "probed"]) + ")")
+    return lines
 
 
 def describe(ranges: list[DimRange]) -> str:
@@ -220,12 +627,14 @@ def describe(ranges: list[DimRange]) -> str:
         if mins == {1} and not any(r.period > 1 for r in free):
             parts.append(f"any {_join([r.name for r in free])}")
             return "; ".join(parts)
-        if len(mins) == 1:
-            parts.append(f"{_join([r.name for r in free])} >= {free[0].min}")
+        span = lambda r: (f"in {{{', '.join(map(str, r.only))}}}" if r.only is not None  # noqa: E731
+                          else f"in {r.min}..{r.max}" if r.max is not None else f">= {r.min}")
+        if len({span(r) for r in free}) == 1:
+            parts.append(f"{_join([r.name for r in free])} {span(free[0])}")
         else:
-            parts.append(", ".join(f"{r.name} >= {r.min}" for r in free))
-        periodic = [r for r in free if r.period > 1]
-        if not periodic:
+            parts.append(", ".join(f"{r.name} {span(r)}" for r in free))
+        periodic = [r for r in free if r.period > 1 and r.only is None]
+        if not periodic and all(r.max is None for r in free):
             parts[-1] += "; any size"
         if len(periodic) > 1 and len({(r.period, tuple(r.residues), tuple(r.extra)) for r in periodic}) == 1:
             periodic = [DimRange(_join([r.name for r in periodic]), 0, 0, periodic[0].period,
@@ -236,6 +645,6 @@ def describe(ranges: list[DimRange]) -> str:
             else:
                 text = f"{r.name} % {r.period} in {{{', '.join(map(str, r.residues))}}}"
             if r.extra:
-                text += f" (or {', '.join(map(str, r.extra))})"
+                text += f" (or {_runs(r.extra)})"
             parts.append(text)
     return "; ".join(parts)

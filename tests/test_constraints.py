@@ -32,7 +32,8 @@ def test_resnet18_any_size():
 def test_densenet_minimum():
     ranges = input_range("specs/densenet.yaml")
     assert describe(ranges) == "H, W >= 29; any size"
-    assert "too small" in ranges[0].too_small
+    assert ranges[0].too_small == "avgpool at transition3.3 needs an input of 2 or more (window 2, padding 0)"
+    assert ranges[0].method == "derived"
 
 
 def test_alexnet_fixed_by_flatten_linear():
@@ -100,3 +101,129 @@ def test_check_input_range_cli(capsys):
     out = capsys.readouterr().out.splitlines()
     assert "specs/densenet.yaml: input sizes: H, W >= 29; any size" in out
     assert any(line.startswith("specs/alexnet.yaml: input sizes: H, W must be 224") for line in out)
+
+
+# Networks whose sizes are awkward on purpose. Each is checked against the front end itself:
+# every size from 1 to LIMIT elaborated (the other dimension at the spec's value).
+AWKWARD = {
+    # five stride-2 convs (ceil) against five 2x2 max pools (floor): only multiples of 32 agree,
+    # a period too long for any probing window
+    "period32": ("""
+      input: [3, 64, 64]
+      network:
+        - parallel:
+            - {layers: [{conv: {out: 4, kernel: 3, stride: 2, padding: 1}}], repeat: 5}
+            - {layers: [{maxpool: 2}, {conv: {out: 4, kernel: 1}}], repeat: 5}
+          merge: add
+        - global_avgpool
+        - linear: 2
+    """, 140),
+    # ceil_mode pooling (GoogLeNet in torchvision), dilation and 'same' padding
+    "ceil_dilated_same": ("""
+      input: [1, 40, 36]
+      network:
+        - conv: {out: 4, kernel: 3, dilation: 3}
+        - maxpool: {kernel: 3, stride: 2, ceil_mode: true}
+        - conv: {out: 4, kernel: 5, padding: same}
+        - avgpool: {kernel: 3, stride: 2, ceil_mode: true, padding: 1}
+        - conv: {out: 4, kernel: [3, 1], stride: [2, 3]}
+    """, 90),
+    # a branch pooled to a fixed size concatenated with one that is not: an upper bound too
+    "interval": ("""
+      input: [2, 12, 12]
+      network:
+        - parallel:
+            - adaptive_avgpool: 6
+            - maxpool: 2
+          merge: concat
+    """, 40),
+    # branches with different strides agree on finitely many sizes
+    "finite": ("""
+      input: [2, 7, 7]
+      network:
+        - parallel:
+            - maxpool: 2                                   # floor(s / 2)
+            - maxpool: {kernel: 3, stride: 3, padding: 1}  # floor((s + 2) / 3)
+          merge: concat
+    """, 40),
+    # weights sized by a spatial dimension: layernorm over H, W; a linear over W
+    "weights": ("""
+      input: [2, 20, 24]
+      network:
+        - conv: {out: 3, kernel: 3, stride: 2}
+        - layernorm: {dims: 2}
+        - linear: 5
+    """, 70),
+    # a template whose structure depends on the input size: not derivable, probed instead
+    "structure": ("""
+      input: [3, 32, 32]
+      blocks:
+        down:
+          params: {}
+          graph:
+            - {maxpool: 2, if: "${in.height >= 16}"}
+            - conv: {out: 3, kernel: 3}
+      network:
+        - {down: {}, repeat: 3}
+        - global_avgpool
+        - linear: 4
+    """, 64),  # (beyond 64, H pools W too far: probing assumes sizes grow with the input, so it stops there)
+    # ceil_mode where the last window may start in the padding: probed, not derived
+    "ceil_padding": ("""
+      input: [1, 30, 30]
+      network:
+        - maxpool: {kernel: 3, stride: 3, padding: 1, ceil_mode: true}
+        - conv: {out: 2, kernel: 3}
+    """, 60),
+    # a 1-d input
+    "signal": ("""
+      input: [1, 50]
+      network:
+        - conv: {out: 4, kernel: 7, stride: 3}
+        - maxpool: 2
+        - flatten
+        - linear: 3
+    """, 90),
+}
+
+
+def _awkward(name):
+    body, limit = AWKWARD[name]
+    import textwrap
+
+    return f"netspec: 1\nname: {name}\n" + textwrap.dedent(body).strip() + "\n", limit
+
+
+@pytest.mark.parametrize("name", sorted(AWKWARD))
+def test_derived_ranges_equal_every_size_elaborated(name):
+    text, limit = _awkward(name)
+    base = netspec.load_text(text, f"{name}.yaml")
+    ranges = input_range(f"{name}.yaml", text=text)
+    # the `if` on in.height changes the structure along H only; W is still derived
+    expected = {"structure": ["probed", "derived"], "ceil_padding": ["probed", "probed"]}
+    assert [r.method for r in ranges] == expected.get(name, ["derived"] * len(ranges)), name
+    for axis, r in enumerate(ranges, start=1):
+        for size in range(1, limit + 1):
+            shape = list(base.input)
+            shape[axis] = size
+            try:
+                net = netspec.load_text(text, f"{name}.yaml", input=tuple(shape))
+            except netspec.SpecError:
+                ok, same = False, False
+            else:
+                ok, same = True, net.n_params == base.n_params
+            assert r.accepts(size) == ok, (name, r.name, size, r)
+            assert r.keeps_weights(size) == same, (name, r.name, size, r)
+
+
+def test_awkward_lines():
+    def line(name):
+        text, _ = _awkward(name)
+        return describe(input_range(f"{name}.yaml", text=text))
+
+    # 33..63: the pooled branch is down to 1 pixel, which broadcasts against the other's 2
+    assert line("period32") == "H, W >= 32; H, W divisible by 32 (or 33..63)"
+    assert line("interval") == "H, W in 12..13"
+    assert line("finite") == "H, W in {2, 3, 4, 5, 7}"
+    assert line("weights") == "H, W must be 20 x 24 because layernorm over 2 dimensions at 1 " \
+                              "(H in 19..20; W in 23..24 give the same weights)"
