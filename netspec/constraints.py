@@ -485,7 +485,7 @@ def derive(network, probe) -> list["DimRange"]:
 
 def _combine(probe, derivation, bounds, axis: int, name: str) -> "DimRange":
     mine = [b for b in bounds if b.axis == axis]
-    spec = network_size = probe.shape[axis]
+    spec = probe.shape[axis]
     low, low_reason = 1, None
     period, residues = 1, {0}
     lo, hi = 1, None
@@ -532,7 +532,6 @@ def _combine(probe, derivation, bounds, axis: int, name: str) -> "DimRange":
         if fitting:
             result.fixed = (fitting[0], fitting[-1])
             result.reason = weights[0].reason
-    del network_size
     return result
 
 
