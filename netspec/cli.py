@@ -105,13 +105,37 @@ def cmd_graph(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export
+    from .export import ExportError, export, load_weights, summary, verify
+    from .report import human
 
     network = _load(args)
-    path = export(network, args.output, opset=args.opset, dynamic_batch=not args.static_batch)
-    print(f"wrote {path}: input (N, {', '.join(map(str, network.input))}), "
-          f"output (N, {', '.join(map(str, network.output))})", file=sys.stderr)
+    try:
+        from .build import build
+
+        module = build(network)
+        loaded = load_weights(module, args.weights, args.ema) if args.weights else "untrained weights"
+        path = export(network, args.output, opset=args.opset, dynamic_batch=not args.static_batch,
+                      module=module)
+        info = summary(path)
+        (name, shape), = info["inputs"].items()
+        (out_name, out_shape), = info["outputs"].items()
+        print(f"wrote {path}: {human(info['bytes'], 'B')}, opset {info['opset']}, {info['nodes']} nodes, "
+              f"{loaded}; {name} {_dims(shape)} -> {out_name} {_dims(out_shape)}", file=sys.stderr)
+        if not args.no_check:
+            diff = verify(path, module, network)
+            verdict = "matches" if diff <= 1e-4 else "DIFFERS FROM"
+            print(f"onnxruntime {verdict} PyTorch: max |difference| {diff:.1e} on a random batch of 2",
+                  file=sys.stderr)
+            if diff > 1e-4:
+                return 1
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _dims(dims) -> str:
+    return "(" + ", ".join(map(str, dims)) + ")"
 
 
 def cmd_check(args) -> int:
@@ -217,6 +241,11 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size at 1 instead of N")
+    p.add_argument("--weights", metavar="FILE",
+                   help="trained weights: a netspec checkpoint or a state_dict file (default: untrained)")
+    p.add_argument("--ema", action="store_true", help="with a checkpoint: export its EMA weights")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip running the file in onnxruntime against PyTorch")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("check", help="validate specs fast (no torch); one line per error")

@@ -13,6 +13,10 @@ Each ONNX node keeps the netspec path of the module it came from in its
 
 The file is written atomically: it is exported to a temporary file beside
 the target and renamed into place, so a failure leaves nothing behind.
+
+`load_weights` puts trained weights in first (a netspec checkpoint, or a
+plain state_dict file); `verify` runs the file in onnxruntime against
+PyTorch; `summary` reads back what was written (size, opset, node count).
 """
 
 from __future__ import annotations
@@ -23,6 +27,20 @@ import warnings
 from pathlib import Path
 
 from .ir import Network
+
+
+class ExportError(Exception):
+    """Export cannot proceed: a missing package, or weights that do not fit (exit 2, no traceback)."""
+
+
+def _require(module: str, what: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ExportError(f"{what} needs the '{module}' package: pip install 'netspec[export]' "
+                          "(onnx, onnxscript, onnxruntime)") from None
 
 
 def export(network: Network, path, opset: int | None = None, dynamic_batch: bool = True,
@@ -36,6 +54,7 @@ def export(network: Network, path, opset: int | None = None, dynamic_batch: bool
 
     from .build import build
 
+    _require("onnxscript", "ONNX export (torch.onnx's exporter)")
     path = Path(path)
     module = (build(network) if module is None else module).eval()
     example = torch.randn(2 if dynamic_batch else 1, *network.input)
@@ -58,3 +77,74 @@ def export(network: Network, path, opset: int | None = None, dynamic_batch: bool
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def load_weights(module, path, ema: bool = False) -> str:
+    """Load trained weights into `module` (strict); returns what was loaded, for the message.
+
+    `path` is a netspec checkpoint (`netspec train` writes them: the model's
+    weights, or with `ema` their moving average) or a file holding a plain
+    state_dict. Both are read with `weights_only=True`: no pickled code runs.
+    """
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ExportError(f"no weights file at {path}") from None
+    except Exception as exc:
+        raise ExportError(f"{path} is not a readable weights file ({type(exc).__name__}: {exc})") from None
+    what = "state_dict"
+    if isinstance(data, dict) and str(data.get("format", "")).startswith("netspec-checkpoint"):
+        from .train.checkpoint import clean_state_dict
+
+        key = "ema" if ema else "model"
+        if data.get(key) is None:
+            raise ExportError(f"{path} holds no {key} weights")
+        what = f"{key} weights of a netspec checkpoint (epoch {data.get('epoch', '?')})"
+        data = clean_state_dict(data[key])
+    elif ema:
+        raise ExportError(f"{path} is a plain state_dict: --ema needs a netspec checkpoint")
+    if not isinstance(data, dict):
+        raise ExportError(f"{path} holds a {type(data).__name__}, not a state_dict")
+    try:
+        module.load_state_dict(data, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ExportError(f"the weights in {path} do not fit this network: " + " ".join(lines[1:3])) from None
+    return what
+
+
+def verify(path, module, network: Network, batch: int = 2, seed: int = 0) -> float:
+    """Run the file in onnxruntime and the module in PyTorch on one random batch: max |difference|."""
+    import numpy as np
+    import torch
+
+    ort = _require("onnxruntime", "checking the exported file")
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *network.input, generator=generator)
+    module = module.eval()
+    with torch.no_grad():
+        expected = module(x).numpy()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    if got.shape != expected.shape:
+        raise ExportError(f"onnxruntime gives shape {got.shape}, PyTorch {expected.shape}")
+    return float(np.max(np.abs(got - expected))) if got.size else 0.0
+
+
+def summary(path) -> dict:
+    """What the file holds: size, opset, node and initializer counts, input and output shapes."""
+    onnx = _require("onnx", "reading the exported file")
+    model = onnx.load(str(path), load_external_data=False)
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    return {
+        "bytes": Path(path).stat().st_size, "opset": opset, "nodes": len(model.graph.node),
+        "initializers": len(model.graph.initializer),
+        "inputs": {v.name: dims(v) for v in model.graph.input},
+        "outputs": {v.name: dims(v) for v in model.graph.output},
+    }

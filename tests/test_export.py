@@ -93,3 +93,51 @@ def test_cli_export_and_atomic(tmp_path, capsys):
     assert main(["export", str(bad), "-o", str(target)]) == 2
     assert not target.exists()
     assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").iterdir())
+
+
+def test_cli_exports_trained_weights_and_checks_them(tmp_path, capsys):
+    network = netspec.load("specs/lenet_bn.yaml")
+    torch.manual_seed(1)
+    trained = netspec.compile(network)
+    for m in trained.modules():  # weights no fresh module has
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2.0)
+    trained.eval()
+    ckpt = tmp_path / "last.pt"
+    torch.save({"format": "netspec-checkpoint/1", "model": {"_orig_mod." + k: v for k, v in
+                                                             trained.state_dict().items()}, "epoch": 3}, ckpt)
+    out = tmp_path / "lenet.onnx"
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(out), "--weights", str(ckpt)]) == 0
+    err = capsys.readouterr().err
+    assert "model weights of a netspec checkpoint (epoch 3)" in err
+    assert "onnxruntime matches PyTorch" in err
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = torch.randn(4, *network.input)
+    with torch.no_grad():
+        expected = trained(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], expected, rtol=1e-4, atol=1e-4)
+
+    # a plain state_dict works too; weights of another network are refused cleanly
+    plain = tmp_path / "plain.pt"
+    torch.save(trained.state_dict(), plain)
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(out), "--weights", str(plain), "--no-check"]) == 0
+    assert "state_dict" in capsys.readouterr().err
+    wrong = tmp_path / "wrong.pt"
+    torch.save(netspec.compile("specs/lenet_bn.yaml", params={"classes": 3}).state_dict(), wrong)
+    target = tmp_path / "never.onnx"
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(target), "--weights", str(wrong)]) == 2
+    err = capsys.readouterr().err
+    assert "do not fit this network" in err and "fc3" in err and "Traceback" not in err
+    assert not target.exists()
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(target), "--weights", str(ckpt), "--ema"]) == 2
+    assert "holds no ema weights" in capsys.readouterr().err
+
+
+def test_missing_exporter_package_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import fails as if not installed
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'netspec[export]'" in err and "Traceback" not in err
