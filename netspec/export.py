@@ -26,6 +26,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+from .files import default_mode
 from .ir import Network
 
 
@@ -72,6 +73,7 @@ def export(network: Network, path, opset: int | None = None, dynamic_batch: bool
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 torch.onnx.export(module, (example,), tmp, **kwargs)
+        os.chmod(tmp, default_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
