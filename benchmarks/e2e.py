@@ -13,8 +13,9 @@ included (netspec's metrics.jsonl; the book loop measures the same span), and
 the whole process's wall clock (imports, data, training, testing). Rounds
 alternate the order; medians.
 
-On CPU netspec runs float32 like the book (the like-for-like ratio) and also
-with `--amp` (bf16 autocast, which this CPU runs natively). When CUDA is
+On CPU netspec runs float32 like the book (the like-for-like ratio), with its
+CPU defaults and with `--channels-last` (the same arithmetic, NHWC memory),
+and also with `--amp` (bf16 autocast, which this CPU runs natively). When CUDA is
 present, the GPU variant runs too: the book loop on the GPU (float32, NCHW,
 DataLoader, `.to(device)` per batch) against netspec train's GPU defaults
 (bf16 autocast, channels-last, data resident on the GPU) and with
@@ -130,7 +131,8 @@ def run(quick: bool = False) -> dict:
     import torch
 
     common.header("4. End to end: netspec train versus the book's loop (Fashion-MNIST subset)")
-    cpu_variants = {"netspec fp32": [], "netspec --amp (bf16)": ["--amp"]}
+    cpu_variants = {"netspec fp32": [], "netspec fp32 --channels-last": ["--channels-last"],
+                    "netspec --amp (bf16)": ["--amp"], "netspec --amp --channels-last": ["--amp", "--channels-last"]}
     cases = dict(CPU_CASES)
     if quick:
         cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
@@ -138,12 +140,17 @@ def run(quick: bool = False) -> dict:
     print(table(HEADERS, rows_of(cpu, cpu_variants)))
     print("\nTest accuracy after one epoch on a small subset is shown to prove both loops learn, "
           "not as a result.")
-    fp32 = [r["rate"]["netspec fp32"] / r["rate"]["book"] for r in cpu]
-    amp = [r["rate"]["netspec --amp (bf16)"] / r["rate"]["book"] for r in cpu]
+    def ratios(keys):
+        return [max(r["rate"][k] for k in keys) / r["rate"]["book"] for r in cpu]
+
+    def each(values):
+        return ", ".join("%s %.2f×" % (r["model"], v) for r, v in zip(cpu, values))
+    fp32 = ratios(["netspec fp32", "netspec fp32 --channels-last"])
+    plain = ratios(["netspec fp32"])
+    amp = ratios(["netspec --amp (bf16)", "netspec --amp --channels-last"])
     ok = min(fp32) >= 1.2
-    print(f"\n- target ≥1.2× on CPU, float32 like the book: {common.verdict(ok)} "
-          f"({', '.join('%s %.2f×' % (r['model'], v) for r, v in zip(cpu, fp32))}); "
-          f"with --amp: {', '.join('%s %.2f×' % (r['model'], v) for r, v in zip(cpu, amp))}")
+    print(f"\n- target ≥1.2× on CPU, float32 like the book (best fp32 layout): {common.verdict(ok)} ({each(fp32)}); "
+          f"fp32 with the runner's CPU defaults: {each(plain)}; bf16 autocast: {each(amp)}")
     result = {"cpu": cpu, "cpu_rows": rows_of(cpu, cpu_variants), "target_cpu": [ok, fp32, amp]}
     if torch.cuda.is_available():
         gpu_variants = {"netspec (bf16, channels-last)": [], "netspec --compile": ["--compile"]}

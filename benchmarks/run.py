@@ -2,7 +2,8 @@
 
 NAME is static, overhead, data, e2e (all four when none is given: what
 `make bench` runs, about 10 minutes on 2 CPU cores) or accuracy (a
-15-minute training run, never part of the default). --quick runs a reduced
+15-minute training run, never part of the default) or threads (1 thread
+against the default, to read the machine's contention). --quick runs a reduced
 version of each for a smoke test (about 3 minutes); --full also runs
 `torch.compile` for every seed model in `overhead`; --threads N sets
 PyTorch's CPU threads, in this process and (OMP_NUM_THREADS) in the processes
@@ -21,7 +22,7 @@ import time
 from . import common
 
 DEFAULT = ["static", "overhead", "data", "e2e"]
-ALL = DEFAULT + ["accuracy"]
+ALL = DEFAULT + ["accuracy", "threads"]
 
 
 def main(argv=None) -> int:
@@ -48,6 +49,12 @@ def main(argv=None) -> int:
         return 2
     info = common.machine()
     print(f"# netspec benchmarks\n\nMachine: {common.describe_machine(info)}")
+    import os
+    busy = os.getloadavg()[0]
+    if busy > 0.5 and (threads or info["torch_threads"]) > 1:
+        print(f"\nwarning: load average {busy:.2f} before starting: another process is using the CPU. PyTorch's "
+              f"{info['torch_threads']} threads slow down many-fold when one of their cores is taken (the "
+              f"in-process sides suffer more than worker processes); --threads 1 gives steadier ratios.")
     started = time.perf_counter()
     results = {}
     for name in names:
@@ -56,7 +63,6 @@ def main(argv=None) -> int:
         kwargs = {"full": full} if name == "overhead" else {}
         results[name] = module.run(quick=quick, **kwargs)
         print(f"\n({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
-    import os
     print(f"\nTotal {time.perf_counter() - started:.0f} s; load average at the end "
           f"{[round(v, 2) for v in os.getloadavg()]} (at the start {info['loadavg']}).")
     common.save("machine", {"machine": info, "benchmarks": names, "quick": quick, "full": full, "threads": threads,
