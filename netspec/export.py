@@ -96,7 +96,7 @@ def load_weights(module, path, ema: bool = False) -> str:
         raise ExportError(f"no weights file at {path}") from None
     except Exception as exc:
         raise ExportError(f"{path} is not a readable weights file ({type(exc).__name__}: {exc})") from None
-    what = "state_dict"
+    what, trained_for = "state_dict", None
     if isinstance(data, dict) and str(data.get("format", "")).startswith("netspec-checkpoint"):
         from .train.checkpoint import clean_state_dict
 
@@ -104,17 +104,34 @@ def load_weights(module, path, ema: bool = False) -> str:
         if data.get(key) is None:
             raise ExportError(f"{path} holds no {key} weights")
         what = f"{key} weights of a netspec checkpoint (epoch {data.get('epoch', '?')})"
+        spec = data.get("spec") or {}
+        trained_for = spec.get("path") or spec.get("name")
         data = clean_state_dict(data[key])
     elif ema:
         raise ExportError(f"{path} is a plain state_dict: --ema needs a netspec checkpoint")
-    if not isinstance(data, dict):
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise ExportError(f"{path} holds a {type(data).__name__}, not a state_dict")
-    try:
-        module.load_state_dict(data, strict=True)
-    except RuntimeError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ExportError(f"the weights in {path} do not fit this network: " + " ".join(lines[1:3])) from None
+    problems = _mismatch(module.state_dict(), data)
+    if problems:
+        origin = f" (it was trained for {trained_for})" if trained_for else ""
+        raise ExportError(f"the weights in {path} do not fit this network{origin}: {problems}")
+    module.load_state_dict(data, strict=True)
     return what
+
+
+def _mismatch(expected: dict, given: dict) -> str:
+    """'2 missing (a.weight, a.bias), 1 reshaped (fc.weight: (10, 84) here, (3, 84) in the file)', or ''."""
+    def listing(keys, limit=4):
+        return ", ".join(keys[:limit]) + (f", +{len(keys) - limit} more" if len(keys) > limit else "")
+
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    reshaped = [f"{k}: {tuple(expected[k].shape)} here, {tuple(given[k].shape)} in the file"
+                for k in expected if k in given and hasattr(given[k], "shape")
+                and tuple(given[k].shape) != tuple(expected[k].shape)]
+    parts = [f"{len(keys)} {label} ({listing(keys)})" for keys, label in
+             ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "reshaped")) if keys]
+    return "; ".join(parts)
 
 
 def verify(path, module, network: Network, batch: int = 2, seed: int = 0) -> float:
