@@ -160,6 +160,10 @@ def _dimension(probe: _Probe, axis: int, name: str) -> DimRange:
         first = _first(low, spec, lambda h: count(h) >= base)
         hi_bound = spec * 2
         last = _first(spec, hi_bound, lambda h: count(h) > base) - 1
+        while first < last and not probe.ok(axis, first):  # the ends must themselves be valid sizes
+            first += 1
+        while last > first and not probe.ok(axis, last):
+            last -= 1
         result.fixed = (first, last)
         result.reason = _culprit(probe.base, other)
     return result

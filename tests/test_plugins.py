@@ -148,3 +148,12 @@ def test_a_spec_cannot_name_a_python_module(tmp_path):
         message, imported = result.stdout.splitlines()
         assert message == f"unknown op or template '{name}'"
         assert imported == "[]"
+
+
+def test_input_range_probes_a_plugin_op(site):
+    """netspec cannot derive a plugin op's size rule, so it probes; invalid sizes stay out of ranges."""
+    result = run(site, "check", "-q", "--input-range", "plugged.yaml")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "plugged.yaml: input sizes: H, W must be 8 because flatten → linear(64) at 4"
+    assert "found by probing sizes" in lines[-1]
