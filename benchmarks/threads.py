@@ -27,7 +27,7 @@ def run(quick: bool = False) -> dict:
     import netspec
 
     common.header("PyTorch threads under contention (1 thread against the default)")
-    default = torch.get_num_threads()
+    default = max(2, os.cpu_count() or 2)  # the default PyTorch picks: one thread per core
     load0 = os.getloadavg()
     images = torch.randint(0, 256, (128, 1, 28, 28), dtype=torch.uint8)
 
