@@ -1,10 +1,10 @@
 """Run the benchmarks: `python -m benchmarks.run [NAME ...] [--quick] [--full]`.
 
 NAME is static, overhead, data, e2e (all four when none is given: what
-`make bench` runs, about 10 minutes on 2 CPU cores) or accuracy (a
+`make bench` runs, about 8-10 minutes on 2 calm CPU cores) or accuracy (a
 15-minute training run, never part of the default) or threads (1 thread
 against the default, to read the machine's contention). --quick runs a reduced
-version of each for a smoke test (about 3 minutes); --full also runs
+version of each for a smoke test (a few minutes); --full also runs
 `torch.compile` for every seed model in `overhead`; --threads N sets
 PyTorch's CPU threads, in this process and (OMP_NUM_THREADS) in the processes
 it starts (default: PyTorch's own, one per core), and writes the raw numbers
