@@ -47,6 +47,30 @@ def _one_key(value: Any) -> Any:
     return value
 
 
+class _OneOf(_Strict):
+    """Exactly one field set, written as a name or a one-key mapping (`sgd`, `{cosine: {...}}`)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value):
+        return _one_key(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self):
+        if len([k for k in type(self).model_fields if getattr(self, k) is not None]) != 1:
+            kind = type(self).__name__.lower()
+            raise ValueError(f"give exactly one {kind}: " + " or ".join(type(self).model_fields))
+        return self
+
+    @property
+    def name(self) -> str:
+        return next(k for k in type(self).model_fields if getattr(self, k) is not None)
+
+    @property
+    def settings(self):
+        return getattr(self, self.name)
+
+
 # --- optimizers -------------------------------------------------------------
 
 class SGD(_Strict):
@@ -72,31 +96,11 @@ class AdamW(_Strict):
     betas: tuple[float, float] = (0.9, 0.999)
 
 
-class Optimizer(_Strict):
-    """Exactly one of `sgd` or `adamw`, written as a one-key mapping."""
+class Optimizer(_OneOf):
+    """Exactly one of `sgd` or `adamw`."""
 
     sgd: Optional[SGD] = None
     adamw: Optional[AdamW] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value):
-        return _one_key(value)
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        chosen = [k for k in ("sgd", "adamw") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError("give exactly one optimizer: sgd or adamw")
-        return self
-
-    @property
-    def name(self) -> str:
-        return "sgd" if self.sgd is not None else "adamw"
-
-    @property
-    def settings(self) -> SGD | AdamW:
-        return self.sgd if self.sgd is not None else self.adamw
 
 
 # --- learning-rate schedules --------------------------------------------------
@@ -136,33 +140,13 @@ class OneCycle(_Warmup):
     final_div: float = Field(1e4, ge=1)
 
 
-class Schedule(_Strict):
-    """Exactly one of constant, step, cosine, onecycle (a name or a one-key mapping)."""
+class Schedule(_OneOf):
+    """Exactly one of constant, step, cosine, onecycle."""
 
     constant: Optional[Constant] = None
     step: Optional[Step] = None
     cosine: Optional[Cosine] = None
     onecycle: Optional[OneCycle] = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, value):
-        return _one_key(value)
-
-    @model_validator(mode="after")
-    def _exactly_one(self):
-        chosen = [k for k in ("constant", "step", "cosine", "onecycle") if getattr(self, k) is not None]
-        if len(chosen) != 1:
-            raise ValueError("give exactly one schedule: constant, step, cosine or onecycle")
-        return self
-
-    @property
-    def name(self) -> str:
-        return next(k for k in ("constant", "step", "cosine", "onecycle") if getattr(self, k) is not None)
-
-    @property
-    def settings(self) -> _Warmup:
-        return getattr(self, self.name)
 
 
 # --- the whole section --------------------------------------------------------
