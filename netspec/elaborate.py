@@ -82,6 +82,8 @@ class Elaborator:
 
     def value(self, raw, pos: Pos, names: dict, in_shape: Shape | None):
         """Substitute expressions in a value (recursively through lists and mappings)."""
+        if type(raw) in _PLAIN:
+            return raw
         if isinstance(raw, list):
             return [self.value(v, raw.at(i) if isinstance(raw, Seq) else pos, names, in_shape)
                     for i, v in enumerate(raw)]
@@ -446,6 +448,9 @@ class Elaborator:
         elif kind == "list" and not isinstance(value, list):
             raise self.error(pos, f"parameter '{name}' must be a list, got {value!r}")
         return value
+
+
+_PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute
 
 
 def _group_id(meta: Map) -> Map:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Pos:
-    """A position in a source file; line and column count from 1."""
+class Pos(NamedTuple):
+    """A position in a source file; line and column count from 1 (a tuple: made for every YAML node)."""
 
     file: str
     line: int

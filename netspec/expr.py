@@ -12,6 +12,7 @@ error. Nothing is ever passed to `eval`.
 from __future__ import annotations
 
 import ast
+import functools
 import math
 import operator
 import re
@@ -237,19 +238,25 @@ def evaluate(source: str, names: dict, in_shape=None):
     """Evaluate one `${...}` body."""
     if len(source) > 1000:
         raise ExprError("expression longer than 1000 characters")
-    text = IN_ATTR.sub(IN_NAME + ".", source.strip())
-    if not text:
-        raise ExprError("empty expression")
-    try:
-        tree = ast.parse(text, mode="eval")
-    except SyntaxError as exc:
-        raise ExprError(f"expression syntax error: {exc.msg} in '{source.strip()}'") from None
-    except (ValueError, MemoryError, RecursionError):
-        raise ExprError(f"cannot parse expression '{source.strip()}'") from None
+    tree = _parsed(source)
     try:
         return _Evaluator(names, InShape(in_shape) if in_shape is not None else None).visit(tree)
     except RecursionError:
         raise ExprError("expression nested too deeply") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(source: str) -> ast.Expression:
+    """The syntax tree of one expression; the same text recurs in every instance of a template."""
+    text = IN_ATTR.sub(IN_NAME + ".", source.strip())
+    if not text:
+        raise ExprError("empty expression")
+    try:
+        return ast.parse(text, mode="eval")
+    except SyntaxError as exc:
+        raise ExprError(f"expression syntax error: {exc.msg} in '{source.strip()}'") from None
+    except (ValueError, MemoryError, RecursionError):
+        raise ExprError(f"cannot parse expression '{source.strip()}'") from None
 
 
 def has_expr(value) -> bool:

@@ -1,7 +1,8 @@
 """YAML text -> plain dicts/lists/scalars that remember where they came from.
 
-Built on PyYAML's safe event stream rather than its constructor so that every
-mapping, sequence and scalar keeps file, line and column, duplicate keys are
+Built on PyYAML's safe event stream (libyaml's where PyYAML has it) rather
+than its constructor so that every mapping, sequence and scalar keeps file,
+line and column, duplicate keys are
 caught, tags beyond YAML's core schema are refused, and aliases or nesting
 cannot blow up (a "billion laughs" document fails after a bounded amount of
 work).
@@ -75,13 +76,27 @@ def _mark(mark, file: str) -> Pos:
     return Pos(file, mark.line + 1, mark.column + 1)
 
 
+class _Scalars(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    """PyYAML's safe tag resolution and scalar construction, without a reader or parser."""
+
+    def __init__(self):
+        yaml.constructor.SafeConstructor.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+
+
+STR_TAG = "tag:yaml.org,2002:str"
+_MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
+_ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+_SKIPPED = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+
+
 class _Builder:
     def __init__(self, file: str):
         self.file = file
         self.nodes = 0
         self.alias_nodes = 0
         self.anchors: dict[str, tuple[object, int]] = {}
-        self.resolver = yaml.SafeLoader("")
+        self.resolver = _Scalars()
 
     def count(self, n: int, pos: Pos) -> None:
         self.nodes += n
@@ -89,24 +104,28 @@ class _Builder:
             raise SpecError(pos, f"document too large: more than {MAX_NODES} nodes after expanding aliases",
                             hint="aliases that refer to aliases grow exponentially; write the structure out")
 
-    def scalar(self, event) -> object:
-        pos = _mark(event.start_mark, self.file)
+    def scalar(self, event, pos: Pos) -> object:
         if event.tag and event.tag != "!":
             tag = event.tag
         else:
             tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
             if tag not in CORE_TAGS:  # a plain 2024-01-01 or '=': YAML 1.1 types, text in the core schema
-                tag = "tag:yaml.org,2002:str"
-        if tag not in CORE_TAGS:
+                tag = STR_TAG
+        if tag == STR_TAG:  # the common case; what the constructor would return
+            value = event.value
+        elif tag not in CORE_TAGS:
             raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
                             hint="netspec reads plain YAML only: no Python or custom tags")
-        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-        if tag.endswith(":merge"):
+        elif tag.endswith(":merge"):
             return _MERGE
-        try:
-            value = self.resolver.construct_object(node, deep=True)
-        except yaml.YAMLError as exc:
-            raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
+        else:
+            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+            try:
+                value = self.resolver.construct_object(node, deep=True)
+            except yaml.YAMLError as exc:
+                raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
+            except (ValueError, IndexError, KeyError, OverflowError):  # e.g. an empty `!!int`
+                raise SpecError(pos, f"bad scalar {event.value!r}: not a valid {tag.rsplit(':', 1)[-1]}") from None
         if isinstance(value, str):
             try:
                 value.encode("utf-8")
@@ -152,34 +171,43 @@ class _Builder:
                 frame[1] = _NOKEY
 
         sizes: list[int] = []
+        file = self.file
+        key_end = None
         for event in events:
-            pos = _mark(event.start_mark, self.file) if event.start_mark else Pos(self.file, 1, 1)
-            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
-                continue
-            if isinstance(event, yaml.DocumentStartEvent):
-                if root is not None:
-                    raise SpecError(pos, "a spec file holds exactly one YAML document")
-                continue
-            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-                if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
-                    raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
-                                    hint="netspec reads plain YAML only: no Python or custom tags")
-                if len(stack) >= MAX_DEPTH:
-                    raise SpecError(pos, f"nesting deeper than {MAX_DEPTH} levels")
-                container = Map(pos) if isinstance(event, yaml.MappingStartEvent) else Seq(pos)
-                stack.append([container, _NOKEY, None, set(), event.anchor, pos])
-                sizes.append(self.nodes)
-            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            kind = type(event)
+            if kind in _ENDS:
                 container, _, _, _, anchor, start = stack.pop()
                 size = self.nodes - sizes.pop() + 1
                 if anchor:
                     self.anchors[anchor] = (container, size)
                 put(container, start, 1)
-            elif isinstance(event, yaml.ScalarEvent):
-                value = self.scalar(event)
+                continue
+            if kind in _SKIPPED:
+                continue
+            mark = event.start_mark
+            pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
+            if kind is yaml.DocumentStartEvent:
+                if root is not None:
+                    raise SpecError(pos, "a spec file holds exactly one YAML document")
+                continue
+            if kind is _MAP_START or kind is _SEQ_START:
+                if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
+                    raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
+                                    hint="netspec reads plain YAML only: no Python or custom tags")
+                if len(stack) >= MAX_DEPTH:
+                    raise SpecError(pos, f"nesting deeper than {MAX_DEPTH} levels")
+                container = Map(pos) if kind is _MAP_START else Seq(pos)
+                stack.append([container, _NOKEY, None, set(), event.anchor, pos])
+                sizes.append(self.nodes)
+            elif kind is yaml.ScalarEvent:
+                if not (event.value or event.style or event.tag) and stack and stack[-1][1] is not _NOKEY \
+                        and isinstance(stack[-1][0], Map):  # `key:` with no value: at the key's end, where
+                    pos = Pos(file, key_end.line + 1, key_end.column + 1)  # both parsers agree
+                value = self.scalar(event, pos)
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
                 put(value, pos, 1)
+                key_end = event.end_mark
             elif isinstance(event, yaml.AliasEvent):
                 if event.anchor not in self.anchors:
                     raise SpecError(pos, f"unknown alias '*{event.anchor}'")
@@ -191,6 +219,7 @@ class _Builder:
                                     hint="aliases that refer to aliases grow exponentially; write the structure out")
                 self.count(size, pos)
                 put(_relocated(value), pos, 0)
+                key_end = event.end_mark
         return root
 
     def merge(self, target: Map, value, pos: Pos, merged: set) -> None:
@@ -207,6 +236,13 @@ class _Builder:
 
 
 _NOKEY = object()
+# libyaml parses about 20x faster than PyYAML's Python parser and gives the same events and marks,
+# except that it accepts tabs as separators, other line breaks and `|#` block scalars, which the Python
+# parser refuses, ends a tag at a comma, and places the empty value of a `? key` elsewhere. So that a
+# spec means the same with or without libyaml, text with any of these goes to the Python parser
+# (tests/test_load.py checks that both agree on everything else).
+_C_LOADER = getattr(yaml, "CSafeLoader", None)
+_NOT_PLAIN = re.compile(r"[^\n\x20-\x7e]|\?|[|>][-+0-9]*#|!(?!=)")
 _LINE_BREAK = re.compile("\r\n|\r|\n|\x85|\u2028|\u2029")  # what YAML counts as a line break
 _MERGE = object()
 
@@ -224,6 +260,11 @@ def load_text(text: str, file: str = "<string>"):
             if "\t" in indent:
                 raise SpecError(Pos(file, number, indent.index("\t") + 1),
                                 "tab character in indentation", hint="YAML indents with spaces only")
+    if _C_LOADER is not None and not _NOT_PLAIN.search(text):
+        try:
+            return _Builder(file).build(yaml.parse(text, Loader=_C_LOADER))
+        except (yaml.YAMLError, RecursionError):
+            pass  # not YAML: the pure-Python parser's report is the one worded below
     try:
         return _Builder(file).build(yaml.parse(text, Loader=yaml.SafeLoader))
     except yaml.MarkedYAMLError as exc:

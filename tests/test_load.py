@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,69 @@ def test_tab_indentation_is_located():
     with pytest.raises(SpecError) as err:
         load_text("a:\n\tb: 1\n", "f.yaml")
     assert (err.value.pos.line, err.value.pos.col) == (2, 1)
+
+
+# -- libyaml and PyYAML's own parser give the same documents -------------------------------
+import yaml  # noqa: E402
+from hypothesis import given, strategies as st  # noqa: E402
+
+import importlib  # noqa: E402
+
+loader = importlib.import_module("netspec.load")  # the module; `netspec.load` is also a function
+
+SPEC_AND_TEMPLATE_FILES = sorted(Path(__file__).parents[1].glob("specs/**/*.yaml")) + sorted(
+    Path(loader.__file__).parent.glob("templates/*.yaml"))
+
+
+def snapshot(text: str, parser):
+    """Everything the loader gives for `text` with one parser: values and every position, or the error."""
+    saved, loader._C_LOADER = loader._C_LOADER, parser
+    try:
+        return _frozen(load_text(text, "x.yaml"))
+    except SpecError as err:
+        return ("error", err.pos, err.message)
+    finally:
+        loader._C_LOADER = saved
+
+
+def _frozen(value):
+    if isinstance(value, Map):
+        return ("map", value.pos, [(k, value.key_pos[k], value.val_pos[k], _frozen(v)) for k, v in value.items()])
+    if isinstance(value, Seq):
+        return ("seq", value.pos, value.item_pos, [_frozen(v) for v in value])
+    return (type(value).__name__, value)
+
+
+needs_libyaml = pytest.mark.skipif(not getattr(yaml, "__with_libyaml__", False), reason="PyYAML built without libyaml")
+
+
+@needs_libyaml
+@pytest.mark.parametrize("path", SPEC_AND_TEMPLATE_FILES, ids=lambda p: p.name)
+def test_libyaml_and_pure_python_load_every_spec_alike(path):
+    text = path.read_text()
+    assert not loader._NOT_PLAIN.search(text), "this file would not take the libyaml path"
+    fast = snapshot(text, yaml.CSafeLoader)
+    assert fast[0] == "map"
+    assert fast == snapshot(text, None)
+
+
+YAML_PIECES = st.sampled_from(["a", "b: ", "- ", "1", "-2", "0x1f", "1_0", "3.5", "1e3", ".inf", "yes", "No", "~",
+                               "null", "'q'", '"\\u00e9"', "2024-01-01", "<<: ", "&x ", "*x", "!!str ", "!!int ",
+                               "{", "}", "[", "]", ", ", ": ", "\n", "\n  ", "\n- ", "#c", "é", "|\n  t", "? ",
+                               "\t", "$", "${a+1}", "\u2028", "\x85", "\r\n", " ", "  ", "- - ", "a: b: c",
+                               "--- ", "...", "%YAML 1.1\n---", "\\", "@", "`", "%", "|", ">", "-", "? a\n: b",
+                               "[a: 1]", "{a}", '"\\x41"', '"\\ud800"', "!x ", "!!python/none "])
+
+
+@needs_libyaml
+@given(text=st.lists(YAML_PIECES, max_size=24).map("".join))
+def test_libyaml_and_pure_python_agree_on_any_text(text):
+    assert snapshot(text, yaml.CSafeLoader) == snapshot(text, None)
+
+
+@pytest.mark.parametrize("text", ["a: !!int ", "a: !!float x", "a: !!bool maybe", "a: !!int 99999999999999999999e"])
+def test_a_scalar_its_tag_cannot_read_is_a_located_error(text):
+    with pytest.raises(SpecError) as err:
+        load_text(text)
+    assert (err.value.pos.line, err.value.pos.col) == (1, 4)
+    assert "bad scalar" in err.value.message
