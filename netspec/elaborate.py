@@ -85,10 +85,11 @@ class Elaborator:
         if type(raw) in _PLAIN:
             return raw
         if isinstance(raw, list):
-            return [self.value(v, raw.at(i) if isinstance(raw, Seq) else pos, names, in_shape)
+            return [v if _settled(v) else self.value(v, raw.at(i) if isinstance(raw, Seq) else pos, names, in_shape)
                     for i, v in enumerate(raw)]
         if isinstance(raw, dict):
-            return {k: self.value(v, raw.at(k) if isinstance(raw, Map) else pos, names, in_shape)
+            return {k: v if _settled(v) else self.value(v, raw.at(k) if isinstance(raw, Map) else pos, names,
+                                                        in_shape)
                     for k, v in raw.items()}
         try:
             return substitute(raw, names, in_shape)
@@ -110,7 +111,7 @@ class Elaborator:
         else:
             raise self.error(pos, f"a layer must be an op name or a mapping, got {type(item).__name__}"
                              f" {item!r}", hint="e.g. `- relu` or `- conv: {out: 64, kernel: 3}`")
-        meta = item_map if item_map is not None else Map(pos)
+        meta = item_map if item_map is not None else _NO_META
         first_input = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
         if "if" in meta:
             condition = self.value(meta["if"], meta.at("if"), names, first_input.shape)
@@ -318,7 +319,7 @@ class Elaborator:
             raise self.error(meta.at(key), f"{key} takes no shorthand value; give a mapping of parameters",
                              hint=f"parameters: {', '.join(op.Params.model_fields) or 'none'}")
         try:
-            return op.Params.model_validate(values)
+            return op.Params.__pydantic_validator__.validate_python(values)
         except ValidationError as exc:
             err = located(exc, raw if isinstance(raw, Map) else Map(where), where, op.Params, prefix=f"{key}.")
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
@@ -451,6 +452,12 @@ class Elaborator:
 
 
 _PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute
+_NO_META = Map(Pos("<none>", 1, 1))  # the meta keys of a layer written as a bare name: none (never mutated)
+
+
+def _settled(value) -> bool:
+    """A value with nothing to substitute (checked before finding its position)."""
+    return type(value) in _PLAIN or (type(value) is str and "$" not in value)
 
 
 def _group_id(meta: Map) -> Map:
