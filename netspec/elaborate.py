@@ -75,6 +75,7 @@ class Elaborator:
         self.count = 0
         self.steps = 0  # layers visited (repeats included), so work is bounded even without nodes
         self.copies = 1  # the product of the repeat counts enclosing the current layer
+        self.validated: dict = {}  # (Params class, frozen values) -> the (immutable) Params: blocks repeat
 
     # -- errors ---------------------------------------------------------
     def error(self, pos: Pos, message: str, hint: str | None = None) -> SpecError:
@@ -318,8 +319,12 @@ class Elaborator:
         else:
             raise self.error(meta.at(key), f"{key} takes no shorthand value; give a mapping of parameters",
                              hint=f"parameters: {', '.join(op.Params.model_fields) or 'none'}")
+        memo = (op.Params, _frozen(values))
+        if memo in self.validated:
+            return self.validated[memo]
         try:
-            return op.Params.__pydantic_validator__.validate_python(values)
+            params = self.validated[memo] = op.Params.__pydantic_validator__.validate_python(values)
+            return params
         except ValidationError as exc:
             err = located(exc, raw if isinstance(raw, Map) else Map(where), where, op.Params, prefix=f"{key}.")
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
@@ -453,6 +458,15 @@ class Elaborator:
 
 _PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute
 _NO_META = Map(Pos("<none>", 1, 1))  # the meta keys of a layer written as a bare name: none (never mutated)
+
+
+def _frozen(value):
+    """A hashable image of a parameter value that keeps types apart (1, 1.0 and True differ)."""
+    if isinstance(value, dict):
+        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return (list, tuple(_frozen(v) for v in value))
+    return (type(value), value)
 
 
 def _settled(value) -> bool:
