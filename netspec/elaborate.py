@@ -157,6 +157,10 @@ class Elaborator:
                           hint=did_you_mean(name, known) or "`netspec list` shows every op and template")
 
     def kind_of_map(self, item: Map) -> str:
+        if len(item) == 1:  # the common `- conv: {...}`
+            (key,) = item
+            if (key in ops.REGISTRY or key in self.templates) and key not in STRUCTURE:
+                return key
         keys = [k for k in item if k not in META]
         if "group" in keys:
             self.only(item, keys, {"group", "layers"}, "group")
