@@ -6,8 +6,9 @@ a shuffling `DataLoader` with 4 worker processes (d2l's
 `get_dataloader_workers()`); also with 2 workers, one per core here.
 
 netspec's way (netspec/train/data.py): the whole set held as one uint8
-tensor, a batch gathered by index, converted to float and resized in one
-`F.interpolate` call on the device (CPU here).
+tensor, a batch gathered by index, converted to float and resized on the
+device (CPU here) as two matrix products (bilinear resizing is linear and
+separable: R_h @ X @ R_w^T, the 1/255 folded into R_h).
 
 Both make one shuffled pass over the same first N training images, at the
 book's batch size for that resolution (96: 256, ResNet's; 224: 128,
@@ -69,40 +70,6 @@ def netspec_loader(size: int, batch: int, n: int):
     return epoch, data
 
 
-def matmul_loader(size: int, batch: int, n: int):
-    """A prototype, not netspec's code: the same bilinear resize as two matrix products.
-
-    Bilinear interpolation (with or without antialiasing) is separable and
-    linear, so resizing H x W to h x w is R_h @ X @ R_w^T with the matrices
-    obtained once by resizing an identity. One batched matmul pair replaces
-    F.interpolate; the 1/255 scale folds into R_w.
-    """
-    import torch
-    import torch.nn.functional as F
-
-    data = netspec_split(size, n)
-    images, h_in, w_in = data.train.images, data.train.images.shape[-2], data.train.images.shape[-1]
-
-    def matrix(n_in, n_out):
-        eye = torch.eye(n_in).view(n_in, 1, n_in, 1)
-        out = F.interpolate(eye, size=(n_out, 1), mode="bilinear", align_corners=False, antialias=n_out < n_in)
-        return out.view(n_in, n_out).t().contiguous()
-    rh, rw_t = matrix(h_in, size), (matrix(w_in, size) / 255).t().contiguous()
-
-    def epoch(seed=[0]):
-        seed[0] += 1
-        count = 0
-        from netspec.train.data import batch_indices
-        for idx in batch_indices(n, batch, seed[0], 0):
-            x = torch.matmul(torch.matmul(rh, images[idx].float()), rw_t)
-            count += len(x)
-        assert count == n
-    def first(k=64):
-        return torch.matmul(torch.matmul(rh, images[:k].float()), rw_t)
-    epoch.first = first
-    return epoch, data
-
-
 def agreement(size: int) -> float:
     """Largest |difference| between the two pipelines' first 64 images (values in [0, 1])."""
     import torch
@@ -121,28 +88,21 @@ def run(quick: bool = False) -> dict:
     for size, batch in CASES:
         fns = {"book, 4 workers": book_loader(size, batch, 4, n)[0],
                "book, 2 workers": book_loader(size, batch, 2, n)[0],
-               "netspec": netspec_loader(size, batch, n)[0],
-               "prototype": matmul_loader(size, batch, n)[0]}
+               "netspec": netspec_loader(size, batch, n)[0]}
         t = interleaved(fns, repeats=2 if quick else 3, warmup=1, inner=1)
         rate = {k: n / median(v) for k, v in t.items()}
         best_book = max(rate["book, 4 workers"], rate["book, 2 workers"])
         diff = agreement(size)
-        proto = fns["prototype"]
-        proto_diff = (proto.first() - next(netspec_split(size, 64).train.test_batches(64))[0]).abs().max().item()
         rows.append([size, batch, f"{rate['book, 4 workers']:,.0f}", f"{rate['book, 2 workers']:,.0f}",
-                     f"{rate['netspec']:,.0f}", common.x(rate["netspec"] / best_book), f"{diff:.3f}",
-                     f"{rate['prototype']:,.0f}", common.x(rate["prototype"] / best_book)])
+                     f"{rate['netspec']:,.0f}", common.x(rate["netspec"] / best_book), f"{diff:.3f}"])
         raw.append({"size": size, "batch": batch, "n": n, "seconds": t, "images_per_s": rate,
-                    "ratio": rate["netspec"] / best_book, "max_abs_diff": diff,
-                    "prototype_max_abs_diff_vs_netspec": proto_diff})
+                    "ratio": rate["netspec"] / best_book, "max_abs_diff": diff})
         print(f"  {size}: {rate}", flush=True)
     print(table(["resize", "batch", "book img/s (4 workers)", "book img/s (2 workers)", "netspec img/s",
-                 "netspec / best book", "max |Δ| pixel", "prototype img/s", "prototype / best book"], rows))
+                 "netspec / best book", "max |Δ| pixel"], rows))
     print(f"\nOne shuffled pass over the first {n:,} training images, loader start-up included; "
           f"medians of interleaved passes. max |Δ|: the same 64 images through both pipelines "
-          f"(pixel values in [0, 1]). prototype: not netspec's code; its resize as two matmuls "
-          f"(benchmarks/data.py: matmul_loader); its largest difference from netspec's images: "
-          f"{max(r['prototype_max_abs_diff_vs_netspec'] for r in raw):.1e}.")
+          f"(pixel values in [0, 1]).")
     ratios = [r["ratio"] for r in raw]
     ok = min(ratios) >= 5
     each = ", ".join("%d: %.1f×" % (r["size"], r["ratio"]) for r in raw)

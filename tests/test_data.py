@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from netspec.train.config import TrainConfig
 from netspec.train.data import DataError, batch_indices, data_dirs, load_data, to_float
@@ -39,6 +42,38 @@ def test_device_resize_matches_torchvision_resize_totensor(size):
     assert ours.shape == reference.shape == (64, 1, *size)
     assert diff.max() <= 1.01 / 255
     assert diff.mean() < 0.25 / 255
+
+
+def interpolated(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The resize as F.interpolate does it (to_float's former code).
+
+    PyTorch's antialiased resize to a one-pixel-wide output copies the first
+    row to every row; resizing the transposed image sidesteps that bug.
+    """
+    x = images.float() / 255
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    if shrink and size[1] == 1 < size[0]:
+        return interpolated(images.transpose(-1, -2), size[::-1]).transpose(-1, -2)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+sides = st.integers(1, 40)
+
+
+@given(n=st.integers(1, 3), c=st.integers(1, 3), h=sides, w=sides, out_h=sides, out_w=sides,
+       seed=st.integers(0, 2**16))
+@example(n=1, c=1, h=1, w=1, out_h=5, out_w=1, seed=0)
+@example(n=2, c=1, h=8, w=1, out_h=4, out_w=1, seed=0)
+@example(n=1, c=3, h=28, w=28, out_h=14, out_w=1, seed=0)
+@example(n=1, c=1, h=8, w=8, out_h=1, out_w=1, seed=0)
+@example(n=1, c=1, h=1, w=8, out_h=1, out_w=3, seed=0)
+@example(n=2, c=1, h=28, w=28, out_h=96, out_w=40, seed=0)
+def test_matmul_resize_equals_interpolate(n, c, h, w, out_h, out_w, seed):
+    """The two-matmul resize is F.interpolate's bilinear (antialiased when shrinking), up or down."""
+    images = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    ours = to_float(images, (out_h, out_w))
+    assert ours.shape == (n, c, out_h, out_w) and ours.dtype == torch.float32
+    torch.testing.assert_close(ours, interpolated(images, (out_h, out_w)), atol=1e-5, rtol=0)
 
 
 @needs_fmnist

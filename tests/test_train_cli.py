@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from netspec.cli import main
 from netspec.train import checkpoint
@@ -59,6 +60,8 @@ def test_train_quiet_prints_only_the_last_line_and_writes_the_run(spec, capsys):
     (["--epochs", "0"], "error: epochs: Input should be greater than 0"),
     (["--data", "fashion_mnist"], "did you mean 'fashion-mnist'?"),
     (["--resume", "missing.pt"], "error: no checkpoint at missing.pt"),
+    (["--threads", "0"], "error: threads: Input should be greater than or equal to 1"),
+    (["--threads", "-1"], "error: threads: Input should be greater than or equal to 1"),
 ])
 def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, args, message):
     assert main(["train", str(spec), *args]) == 2
@@ -78,6 +81,52 @@ def test_invalid_train_section_is_reported_at_its_yaml_line(spec, capsys):
     assert main(["train", str(spec)]) == 2
     assert "'train.batch_size': input should be greater than 0" in capsys.readouterr().err
     assert not Path("runs").exists()
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "input should be greater than or equal to 1, got 0"),
+    ("-1", "input should be greater than or equal to 1, got -1"),
+    ("x", "input should be a valid integer"),
+])
+def test_bad_threads_in_the_spec_is_reported_at_its_yaml_line(spec, capsys, value, message):
+    spec.write_text(SPEC + f"  threads: {value}\n")
+    assert main(["train", str(spec)]) == 2
+    err = capsys.readouterr().err
+    line = len(SPEC.splitlines()) + 1
+    assert err.startswith(f"{spec}:{line}:") and f"'train.threads': {message}" in err and "Traceback" not in err
+    assert not Path("runs").exists()
+
+
+def test_threads_that_is_not_a_number_is_a_usage_error(spec, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(spec), "--threads", "x"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --threads: invalid int value: 'x'" in err and "Traceback" not in err
+
+
+def test_threads_reach_torch_during_the_run_and_are_recorded(spec, monkeypatch):
+    from netspec.train import loop
+
+    before = torch.get_num_threads()
+    want = 1 if before > 1 else 2
+    seen, step = [], loop._Run._step
+    monkeypatch.setattr(loop._Run, "_step", lambda self, *a: (seen.append(torch.get_num_threads()), step(self, *a)))
+    try:
+        assert main(["train", str(spec), "--quiet", "--threads", str(want)]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert seen and set(seen) == {want}
+    [run] = list(Path("runs").iterdir())
+    assert json.loads((run / "config.json").read_text())["config"]["threads"] == want
+
+
+@pytest.mark.parametrize("flag, nhwc", [([], True), (["--no-channels-last"], False)])
+def test_channels_last_is_the_cpu_default_and_the_flag_turns_it_off(spec, flag, nhwc):
+    assert main(["train", str(spec), "--quiet", "--input", "3,28,28", "--out", "run", *flag]) == 0
+    weight = checkpoint.load("run/last.pt")["model"]["0.weight"]  # (4, 3, 3, 3): the layouts differ
+    assert weight.is_contiguous(memory_format=torch.channels_last) == nhwc and weight.is_contiguous() != nhwc
+    assert json.loads(Path("run/config.json").read_text())["config"]["channels_last"] == (False if flag else None)
 
 
 def test_resume_with_a_changed_spec_is_refused_unless_forced(spec, capsys):
@@ -100,7 +149,8 @@ def test_worker_argv_round_trips_every_flag():
     argv = ["s.yaml", "-p", "a=1", "--input", "1,32,32", "--data", "mnist", "--data-dir", "d", "--download",
             "--epochs", "3", "--batch-size", "64", "--lr", "0.1", "--optimizer", "adamw", "--schedule", "cosine",
             "--resize", "32", "--device", "cpu", "--no-amp", "--channels-last", "--compile", "--seed", "7",
-            "--label-smoothing", "0.1", "--init", "kaiming", "--workers", "2", "--ema", "0.99", "--max-steps", "9",
+            "--label-smoothing", "0.1", "--init", "kaiming", "--workers", "2", "--threads", "1", "--ema", "0.99",
+            "--max-steps", "9",
             "--limit-train", "100", "--limit-test", "10", "--checkpoint-every", "5", "--out", "o",
             "--resume", "r.pt", "--force", "--quiet", "--nproc", "2"]
     args = parser.parse_args(argv)

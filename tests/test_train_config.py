@@ -52,6 +52,7 @@ def test_from_section_raises_pydantic_error_with_a_locatable_path():
     ({"optimizer": {"sgd": {"nesterov": True}}}, "nesterov needs a momentum above 0"),
     ({"device": "gpu"}, "train.device: unknown device 'gpu'"),
     ({"batch_size": "many"}, "train.batch_size: Input should be a valid integer"),
+    ({"threads": 0}, "train.threads: Input should be greater than or equal to 1 (got 0)"),
 ])
 def test_errors_are_one_readable_line_naming_the_key(section, expected):
     with pytest.raises(ConfigError) as info:

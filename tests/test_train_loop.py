@@ -16,7 +16,7 @@ from netspec.train import checkpoint
 from netspec.train.checkpoint import ResumeError
 from netspec.train.config import TrainConfig
 from netspec.train.data import DataError
-from netspec.train.loop import Diverged, RunOptions, run_training
+from netspec.train.loop import Diverged, RunOptions, default_channels_last, run_training
 from netspec.train.model import ModelSource
 
 REPO = Path(__file__).resolve().parents[1]
@@ -203,3 +203,29 @@ def test_bf16_autocast_on_cpu_and_label_smoothing_train(tmp_path):
     result = run(dict(QUICK, epochs=2, amp=True, label_smoothing=0.1, optimizer="adamw",
                       schedule="onecycle", init="kaiming"), tmp_path)
     assert result.test_acc > 0.5 and torch.isfinite(torch.tensor(result.loss))
+
+
+def test_channels_last_by_default_on_cuda_and_cpu_not_mps():
+    assert default_channels_last(torch.device("cpu")) and default_channels_last(torch.device("cuda"))
+    assert not default_channels_last(torch.device("mps"))
+
+
+def test_channels_last_trains_as_contiguous_does(tmp_path):
+    """The same arithmetic in NHWC memory: equal up to float rounding.
+
+    Three input channels, so NHWC weights are told apart from NCHW ones by
+    their strides. No dropout: its random mask follows the memory order, so it
+    differs between the layouts.
+    """
+    def net(shape):
+        return nn.Sequential(*[m for m in tiny(shape) if not isinstance(m, nn.Dropout)])
+    rgb = ModelSource("tiny", (3, 28, 28), net, spec_hash="tiny-rgb")
+    config = dict(QUICK, epochs=1, max_steps=4)
+    default = run(config, tmp_path, "default", model=rgb)
+    off = run(dict(config, channels_last=False), tmp_path, "off", model=rgb)
+    nhwc, nchw = (checkpoint.load(r.run_dir / "last.pt")["model"] for r in (default, off))
+    assert nhwc["0.weight"].is_contiguous(memory_format=torch.channels_last) and not nhwc["0.weight"].is_contiguous()
+    assert nchw["0.weight"].is_contiguous()
+    for name in nchw:
+        torch.testing.assert_close(nhwc[name], nchw[name], rtol=1e-4, atol=1e-5)
+    assert default.loss == pytest.approx(off.loss, rel=1e-4)

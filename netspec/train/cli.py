@@ -21,6 +21,7 @@ OVERRIDES = [
     ("--compile", "compile"), ("--seed", "seed"), ("--max-steps", "max_steps"),
     ("--limit-train", "limit_train"), ("--limit-test", "limit_test"), ("--checkpoint-every", "checkpoint_every"),
     ("--ema", "ema"), ("--label-smoothing", "label_smoothing"), ("--init", "init"), ("--workers", "workers"),
+    ("--threads", "threads"),
 ]
 
 
@@ -53,12 +54,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
     p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="default: on for CUDA")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
+                   help="NHWC memory (default: on for CUDA and CPU, off for MPS)")
     p.add_argument("--compile", nargs="?", const=True, metavar="BACKEND", help="torch.compile (default backend inductor)")
     p.add_argument("--seed", type=int)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--init", choices=["xavier", "kaiming", "default"])
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="PyTorch CPU threads (default: one per core; fewer on a busy machine)")
     p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999)")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
