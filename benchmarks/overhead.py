@@ -9,7 +9,7 @@ both under `torch.compile` (inductor).
 
 The figure is netspec's throughput over the reference's: the median over
 rounds of t_reference / t_netspec, where each round times one step of each
-back to back, the order alternating (12 s of rounds per model; a sample is
+back to back, the order alternating (6 s of rounds per model, at least 5; a sample is
 one step, or as many as fill 0.25 s for LeNet). 1.00 means no overhead.
 
 vgg11 runs at ratio=4 (the width the book trains; full width is 12 s a step
@@ -38,7 +38,7 @@ SEEDS = {
 COMPILED_DEFAULT = ("lenet_bn", "resnet18")
 BATCH = 32
 LOW, HIGH = 0.98, 1.02
-BUDGET_S = 12  # seconds of timed rounds per model and mode (after warm-up)
+BUDGET_S = 6  # seconds of timed rounds per model and mode (after warm-up), at least 5 rounds
 
 
 def pair(name: str):
@@ -104,7 +104,7 @@ def run(quick: bool = False, full: bool = False) -> dict:
     results = []
     for mode, models in (("eager", names), ("torch.compile", compiled)):
         for name in models:
-            res = measure(name, mode != "eager", repeats=5 if quick else 9, budget_s=4 if quick else BUDGET_S)
+            res = measure(name, mode != "eager", repeats=3 if quick else 5, budget_s=3 if quick else BUDGET_S)
             results.append(res)
             print(f"  {name} {mode}: ratio {res['ratio_paired']:.3f}", flush=True)
     rows = [[r["name"], "×".join(map(str, r["input"])), "compile" if r["compiled"] else "eager",
