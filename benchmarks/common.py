@@ -125,6 +125,7 @@ def machine() -> dict:
     info = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": native_bf16(),
         "python": platform.python_version(), "torch": torch.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -138,6 +139,15 @@ def machine() -> dict:
     return info
 
 
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 itself (AVX-512 BF16 or AMX); elsewhere autocast emulates it, slowly."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
 def _git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -148,7 +158,8 @@ def _git_commit() -> str | None:
 
 def describe_machine(info: dict) -> str:
     gpu = info["cuda"] or "none"
-    return (f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
+    return (f"{info['cpu']} ({info.get('cpu_capability')}, native bf16: {'yes' if info.get('native_bf16') else 'no'}), "
+            f"{info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads), "
             f"Python {info['python']}, GPU: {gpu}, load average at start {info['loadavg']}, "
             f"commit {info['commit']}, {info['date']}")
 

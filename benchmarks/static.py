@@ -273,7 +273,8 @@ def scaling(quick: bool = False) -> dict:
     texts = depth_texts()
     nets = {name: netspec.load_text(text, f"<{name}>") for name, text in texts.items()}
     fns = {name: (lambda t=text, n=name: netspec.infer(netspec.load_text(t, f"<{n}>"))) for name, text in texts.items()}
-    t = interleaved(fns, repeats=3 if quick else 7, warmup=1, inner=1)
+    # each sample averages calls filling ~50 ms, so that one interruption cannot bend the line
+    t = interleaved(fns, repeats=3 if quick else 9, warmup=1, target_s=0.05)
     points = []
     for name, net in nets.items():
         nodes = sum(1 for node, _ in net.nodes() if not node.group)
