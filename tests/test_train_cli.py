@@ -71,6 +71,20 @@ def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, args, me
     assert not Path("runs").exists()
 
 
+@pytest.mark.parametrize("shape", ["[784]", "[16, 100]", "[1, 8, 8, 8]"])
+def test_an_input_that_is_not_an_image_is_refused_before_any_data_is_made(spec, capsys, shape):
+    spec.write_text(SPEC.replace("input: [1, 28, 28]", f"input: {shape}").replace(
+        """  - conv: {out: $width, kernel: 3, padding: 1}
+  - relu
+  - maxpool: {kernel: 2, stride: 2}
+""", ""))
+    assert main(["train", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "must be [C, H, W]" in err and shape in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not Path("runs").exists()
+
+
 def test_invalid_train_section_is_reported_at_its_yaml_line(spec, capsys):
     spec.write_text(SPEC.replace("epochs: 1", "epoch: 1"))
     assert main(["train", str(spec)]) == 2

@@ -192,6 +192,9 @@ def load_data(config, input_shape: tuple[int, int, int], device: torch.device) -
     Images come out at `config.resize`, or at the network's input size when no
     resize is given. A gray data set feeds a 3-channel network by repetition.
     """
+    if len(input_shape) != 3:  # checked first: a data set shaped after [784] would be 784-channel images
+        raise DataError(f"the runner trains on images, so the network's input must be [C, H, W]; this one is "
+                        f"{list(input_shape)} (a flat input: start from [1, 28, 28] and `flatten`)")
     channels = input_shape[0]
     size = config.image_size or tuple(input_shape[1:])
     if config.data == "synthetic":
