@@ -83,7 +83,7 @@ class Elaborator:
 
     def value(self, raw, pos: Pos, names: dict, in_shape: Shape | None):
         """Substitute expressions in a value (recursively through lists and mappings)."""
-        if type(raw) in _PLAIN:
+        if _settled(raw):
             return raw
         if isinstance(raw, list):
             return [v if _settled(v) else self.value(v, raw.at(i) if isinstance(raw, Seq) else pos, names, in_shape)

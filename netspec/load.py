@@ -108,13 +108,13 @@ class _Builder:
     def scalar(self, event, pos: Pos) -> object:
         if event.tag and event.tag != "!":
             tag = event.tag
-        elif (event.value, event.implicit) in self.tags:  # names and sizes recur
-            tag = self.tags[event.value, event.implicit]
         else:
-            tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
-            if tag not in CORE_TAGS:  # a plain 2024-01-01 or '=': YAML 1.1 types, text in the core schema
-                tag = STR_TAG
-            self.tags[event.value, event.implicit] = tag
+            tag = self.tags.get((event.value, event.implicit))  # names and sizes recur
+            if tag is None:
+                tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                if tag not in CORE_TAGS:  # a plain 2024-01-01 or '=': YAML 1.1 types, text in the core schema
+                    tag = STR_TAG
+                self.tags[event.value, event.implicit] = tag
         if tag == STR_TAG:  # the common case; what the constructor would return
             value = event.value
         elif tag not in CORE_TAGS:
