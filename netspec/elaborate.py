@@ -108,7 +108,8 @@ class Elaborator:
         if isinstance(item, str):
             item_map, key = None, self.kind_of_name(item, pos)
         elif isinstance(item, Map):
-            item_map, key = item, self.kind_of_map(item)
+            plan = item.__dict__.get("plan")  # an op layer seen before: its kind is known
+            item_map, key = item, plan.key if plan is not None else self.kind_of_map(item)
         else:
             raise self.error(pos, f"a layer must be an op name or a mapping, got {type(item).__name__}"
                              f" {item!r}", hint="e.g. `- relu` or `- conv: {out: 64, kernel: 3}`")
@@ -218,14 +219,9 @@ class Elaborator:
         if "id" not in meta:
             return str(len(scope.nodes)), False
         name = self.value(meta["id"], meta.at("id"), names, None)
-        if not isinstance(name, str) or not NAME.match(name):
-            raise self.error(meta.at("id"), f"id {name!r} is not a valid name",
-                             hint="letters, digits and _, not starting with a digit")
-        if name in RESERVED or name.startswith("_"):
-            raise self.error(meta.at("id"), f"id '{name}' is reserved (it clashes with a PyTorch module attribute)")
-        if keyword.iskeyword(name):
-            raise self.error(meta.at("id"), f"id '{name}' is a Python keyword, which the generated code cannot use",
-                             hint=f"e.g. '{name}_'")
+        problem = _bad_name(name)
+        if problem:
+            raise self.error(meta.at("id"), *problem)
         if name in scope.values:
             hint = "ids in a repeat need ${i}, e.g. id: block${i}" if "i" in names else None
             raise self.error(meta.at("id"), f"duplicate id '{name}' in this group", hint=hint)
@@ -250,6 +246,8 @@ class Elaborator:
         scope.prev = value
 
     def one(self, key: str, item: Map | None, pos: Pos, scope: Scope, names: dict) -> None:
+        if item is None and key not in self.templates:  # a bare op name
+            return self.op(key, _NO_META, pos, scope, names)
         meta = item if item is not None else Map(pos)
         if key == "layers":
             if "from" in meta:
@@ -271,9 +269,8 @@ class Elaborator:
 
     # -- the kinds of layers ---------------------------------------------
     def op(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
-        op = ops.get(key)()
-        raw = meta.get(key)
-        key_pos = meta.key_pos.get(key, pos)
+        plan = _plan_of(key, meta)
+        op, raw, key_pos = plan.op, plan.raw, meta.key_pos.get(key, pos)
         low, high = op.inputs
         if isinstance(raw, Seq) and high != 1:
             if "from" in meta:
@@ -288,12 +285,9 @@ class Elaborator:
             raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
                              hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
         in_shapes = [v.shape for v in inputs]
-        params = self.op_params(op, key, raw, meta, pos, names, in_shapes[0])
+        params = plan.params or self.op_params(op, key, raw, meta, pos, names, in_shapes[0])
         try:
-            op.check_inputs(in_shapes)
-            shape = op.infer(params, in_shapes)
-            n_params = op.count_params(params, in_shapes)
-            flops = op.flops(params, in_shapes, shape)
+            shape, n_params, flops = op.rules(params, in_shapes)
         except ops.ShapeError as exc:
             if isinstance(raw, Map) and exc.field:
                 where = raw.val_pos.get(exc.field, key_pos)
@@ -307,7 +301,10 @@ class Elaborator:
             raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
                              f"(this {key} alone has {n_params:,})",
                              hint="raise the budget with --max-params if this is intended")
-        name, has_id = self.name_for(meta, scope, names)
+        if plan.name is not None and plan.name not in scope.values:
+            name, has_id = plan.name, True
+        else:
+            name, has_id = self.name_for(meta, scope, names)
         node = Node(name, scope.child_path(name), key, key_pos, [v.ref for v in inputs], in_shapes,
                     shape, params, n_params, flops)
         self.add(node, scope, has_id)
@@ -458,6 +455,77 @@ class Elaborator:
         elif kind == "list" and not isinstance(value, list):
             raise self.error(pos, f"parameter '{name}' must be a list, got {value!r}")
         return value
+
+
+def _bad_name(name) -> tuple[str, str | None] | None:
+    """Why `name` cannot be a node id (message, hint), or None when it can."""
+    if not isinstance(name, str) or not NAME.match(name):
+        return f"id {name!r} is not a valid name", "letters, digits and _, not starting with a digit"
+    if name in RESERVED or name.startswith("_"):
+        return f"id '{name}' is reserved (it clashes with a PyTorch module attribute)", None
+    if keyword.iskeyword(name):
+        return f"id '{name}' is a Python keyword, which the generated code cannot use", f"e.g. '{name}_'"
+    return None
+
+
+class _OpPlan:
+    """What an op layer's own text settles, worked out once per parsed layer.
+
+    Templates are parsed once per process and expanded many times, so their
+    layers' op, literal parameters (validated) and literal id are not redone
+    for every instance; only what depends on arguments and shapes is.
+    """
+
+    __slots__ = ("key", "op", "raw", "params", "name")
+
+    def __init__(self, key: str, meta: Map):
+        self.key, self.op = key, _instance(ops.get(key))
+        self.raw = meta.get(key)
+        self.params = self.name = None
+        if _literal(self.raw) and not (isinstance(self.raw, Seq) and self.op.inputs[1] != 1):
+            values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
+                {self.op.primary: self.raw} if self.op.primary else None
+            if values is not None:
+                try:
+                    self.params = self.op.Params.__pydantic_validator__.validate_python(values)
+                except ValidationError:
+                    pass  # reported, with its place, where the layer is elaborated
+        if "id" in meta and _literal(meta["id"]) and _bad_name(meta["id"]) is None:
+            self.name = meta["id"]
+
+
+_INSTANCES: dict = {}
+_BARE_PLANS: dict = {}  # plans of layers written as a bare op name, e.g. `- relu`
+
+
+def _instance(cls):
+    """Ops keep no state, so one instance per class serves every layer."""
+    if cls not in _INSTANCES:
+        _INSTANCES[cls] = cls()
+    return _INSTANCES[cls]
+
+
+def _plan_of(key: str, meta: Map) -> _OpPlan:
+    if not meta:  # a bare `- relu`
+        plan = _BARE_PLANS.get(key)
+        if plan is None:
+            plan = _BARE_PLANS[key] = _OpPlan(key, meta)
+        return plan
+    plan = meta.__dict__.get("plan")
+    if plan is None or plan.key != key:
+        plan = meta.__dict__["plan"] = _OpPlan(key, meta)
+    return plan
+
+
+def _literal(value) -> bool:
+    """Nothing to substitute anywhere inside `value`."""
+    if type(value) in _PLAIN or (type(value) is str and "$" not in value):
+        return True
+    if isinstance(value, list):
+        return all(_literal(v) for v in value)
+    if isinstance(value, dict):
+        return all(_literal(v) for v in value.values())
+    return False
 
 
 _PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute

@@ -82,6 +82,12 @@ class Op:
         """FLOPs per sample, counting a multiply-add as 2 (torch.utils.flop_counter)."""
         return 0
 
+    def rules(self, p, shapes: list[Shape]) -> tuple[Shape, int, int]:
+        """Output shape, parameter count and FLOPs in one call (what elaboration needs of an op)."""
+        self.check_inputs(shapes)
+        out = self.infer(p, shapes)
+        return out, self.count_params(p, shapes), self.flops(p, shapes, out)
+
     def build(self, p, shapes: list[Shape]):
         raise NotImplementedError
 

@@ -54,6 +54,17 @@ class Conv(Op):
         return n, kernel, stride, padding, dilation
 
     def infer(self, p: ConvParams, shapes):
+        return self.rules(p, shapes)[0]
+
+    def count_params(self, p: ConvParams, shapes):
+        return self.rules(p, shapes)[1]
+
+    def flops(self, p: ConvParams, shapes, out):
+        return self.rules(p, shapes)[2]
+
+    def rules(self, p: ConvParams, shapes):
+        """Shape, parameters and FLOPs from one reading of the geometry."""
+        self.check_inputs(shapes)
         shape = shapes[0]
         channels = shape[0]
         n, kernel, stride, padding, dilation = self.geometry(p, shape)
@@ -64,25 +75,20 @@ class Conv(Op):
             raise ShapeError(f"out channels ({p.out}) must be divisible by groups ({p.groups})",
                              field="groups")
         if padding is None:
-            return (p.out, *shape[1:])
-        sizes = []
-        for size, k, s, pad, d in zip(shape[1:], kernel, stride, padding, dilation):
-            effective = d * (k - 1) + 1
-            if size + 2 * pad < effective:
-                raise ShapeError(
-                    f"kernel {effective} (dilated) is larger than the padded input {size + 2 * pad} "
-                    f"(input {fmt(shape)}, padding {pad})", field="kernel",
-                    hint="use a smaller kernel or more padding, or a larger input")
-            sizes.append(conv_output(size, k, s, pad, d))
-        return (p.out, *sizes)
-
-    def count_params(self, p: ConvParams, shapes):
-        kernel = self.geometry(p, shapes[0])[1]
-        return p.out * (shapes[0][0] // p.groups) * prod(kernel) + (p.out if p.bias else 0)
-
-    def flops(self, p: ConvParams, shapes, out):
-        kernel = self.geometry(p, shapes[0])[1]
-        return 2 * prod(out) * (shapes[0][0] // p.groups) * prod(kernel)
+            out = (p.out, *shape[1:])
+        else:
+            sizes = []
+            for size, k, s, pad, d in zip(shape[1:], kernel, stride, padding, dilation):
+                effective = d * (k - 1) + 1
+                if size + 2 * pad < effective:
+                    raise ShapeError(
+                        f"kernel {effective} (dilated) is larger than the padded input {size + 2 * pad} "
+                        f"(input {fmt(shape)}, padding {pad})", field="kernel",
+                        hint="use a smaller kernel or more padding, or a larger input")
+                sizes.append(conv_output(size, k, s, pad, d))
+            out = (p.out, *sizes)
+        taps = (channels // p.groups) * prod(kernel)
+        return out, p.out * taps + (p.out if p.bias else 0), 2 * prod(out) * taps
 
     def build(self, p: ConvParams, shapes):
         from torch import nn
