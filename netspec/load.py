@@ -86,8 +86,18 @@ class _Scalars(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
 
 STR_TAG = "tag:yaml.org,2002:str"
 _MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
+_SCALAR, _ALIAS = yaml.ScalarEvent, yaml.AliasEvent
 _ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-_SKIPPED = (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+_RESOLVER = _Scalars()  # resolve() keeps no state; construction does, so each build has its own
+_TAGS: dict[tuple, str] = {}  # (plain text, implicit flags) -> resolved tag
+
+
+def _whole_characters(value: str, pos: Pos) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # "\ud800": half of a UTF-16 pair, not a character
+        raise SpecError(pos, f"{value!r} contains a lone surrogate escape, which is not a character",
+                        hint="write the character itself, or its \\U00XXXXXX escape") from None
 
 
 class _Builder:
@@ -96,8 +106,7 @@ class _Builder:
         self.nodes = 0
         self.alias_nodes = 0
         self.anchors: dict[str, tuple[object, int]] = {}
-        self.resolver = _Scalars()
-        self.tags: dict[tuple, str] = {}  # (plain text, implicit flags) -> resolved tag
+        self.scalars: _Scalars | None = None  # made only for scalars that are not plain text
 
     def count(self, n: int, pos: Pos) -> None:
         self.nodes += n
@@ -106,113 +115,109 @@ class _Builder:
                             hint="aliases that refer to aliases grow exponentially; write the structure out")
 
     def scalar(self, event, pos: Pos) -> object:
-        if event.tag and event.tag != "!":
-            tag = event.tag
-        else:
-            tag = self.tags.get((event.value, event.implicit))  # names and sizes recur
+        tag = event.tag
+        if not tag or tag == "!":
+            tag = _TAGS.get((event.value, event.implicit))  # names and sizes recur, across files too
             if tag is None:
-                tag = self.resolver.resolve(yaml.ScalarNode, event.value, event.implicit)
+                tag = _RESOLVER.resolve(yaml.ScalarNode, event.value, event.implicit)
                 if tag not in CORE_TAGS:  # a plain 2024-01-01 or '=': YAML 1.1 types, text in the core schema
                     tag = STR_TAG
-                self.tags[event.value, event.implicit] = tag
+                if len(_TAGS) < 10_000:
+                    _TAGS[event.value, event.implicit] = tag
         if tag == STR_TAG:  # the common case; what the constructor would return
             value = event.value
-        elif tag not in CORE_TAGS:
+            if event.style == '"':  # only a double-quoted escape can make a lone surrogate
+                _whole_characters(value, pos)
+            return value
+        if tag not in CORE_TAGS:
             raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
                             hint="netspec reads plain YAML only: no Python or custom tags")
-        elif tag.endswith(":merge"):
+        if tag.endswith(":merge"):
             return _MERGE
-        else:
-            node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
-            try:
-                value = self.resolver.construct_object(node, deep=True)
-            except yaml.YAMLError as exc:
-                raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
-            except (ValueError, IndexError, KeyError, OverflowError):  # e.g. an empty `!!int`
-                raise SpecError(pos, f"bad scalar {event.value!r}: not a valid {tag.rsplit(':', 1)[-1]}") from None
+        if self.scalars is None:
+            self.scalars = _Scalars()
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        try:
+            value = self.scalars.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise SpecError(pos, f"bad scalar {event.value!r}: {getattr(exc, 'problem', exc)}") from None
+        except (ValueError, IndexError, KeyError, OverflowError):  # e.g. an empty `!!int`
+            raise SpecError(pos, f"bad scalar {event.value!r}: not a valid {tag.rsplit(':', 1)[-1]}") from None
         if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:  # "\ud800": half of a UTF-16 pair, not a character
-                raise SpecError(pos, f"{value!r} contains a lone surrogate escape, which is not a character",
-                                hint="write the character itself, or its \\U00XXXXXX escape") from None
+            _whole_characters(value, pos)
         return value
 
+    def put(self, stack: list, value, pos: Pos) -> None:
+        """Place a finished value in the container being built (the caller has counted it)."""
+        frame = stack[-1]
+        container = frame[0]
+        if container.__class__ is Seq:
+            container.append(value)
+            container.item_pos.append(pos)
+            return
+        key = frame[1]
+        if key is _NOKEY:
+            if isinstance(value, (Map, Seq)):
+                raise SpecError(pos, "a mapping key must be a plain scalar")
+            if value in container and not (frame[3] and value in frame[3]):
+                first = container.key_pos[value]
+                raise SpecError(pos, f"duplicate key '{value}' (first defined at line {first.line})",
+                                hint="YAML would silently keep only the last one; remove or rename one")
+            frame[1], frame[2] = value, pos
+            return
+        if key is _MERGE:
+            if frame[3] is None:
+                frame[3] = set()
+            self.merge(container, value, pos, frame[3])
+        else:
+            if frame[3]:
+                frame[3].discard(key)
+            container[key] = value
+            container.key_pos[key] = frame[2]
+            container.val_pos[key] = pos
+        frame[1] = _NOKEY
+
     def build(self, events) -> object:
-        stack: list[list] = []  # frames: [container, pending_key, key_pos, merged_keys]
-        root = None
-
-        def put(value, pos: Pos, size: int):
-            nonlocal root
-            self.count(size, pos)
-            if value is _MERGE and not (stack and isinstance(stack[-1][0], Map) and stack[-1][1] is _NOKEY):
-                value = "<<"  # a merge only as a mapping key; elsewhere the text '<<'
-            if not stack:
-                root = value
-                return
-            frame = stack[-1]
-            container = frame[0]
-            if isinstance(container, Seq):
-                container.append(value)
-                container.item_pos.append(pos)
-            elif frame[1] is _NOKEY:
-                if isinstance(value, (Map, Seq)):
-                    raise SpecError(pos, "a mapping key must be a plain scalar")
-                if value in container and value not in frame[3]:
-                    first = container.key_pos[value]
-                    raise SpecError(pos, f"duplicate key '{value}' (first defined at line {first.line})",
-                                    hint="YAML would silently keep only the last one; remove or rename one")
-                frame[1], frame[2] = value, pos
-            else:
-                key = frame[1]
-                if key is _MERGE:
-                    self.merge(container, value, pos, frame[3])
-                else:
-                    frame[3].discard(key)
-                    container[key] = value
-                    container.key_pos[key] = frame[2]
-                    container.val_pos[key] = pos
-                frame[1] = _NOKEY
-
-        sizes: list[int] = []
+        # frames: [container, pending key, its position, keys merged in (or None), anchor, start, count at start]
+        stack: list[list] = []
+        root = _NOKEY
         file = self.file
         key_end = None
         for event in events:
-            kind = type(event)
-            if kind in _ENDS:
-                container, _, _, _, anchor, start = stack.pop()
-                size = self.nodes - sizes.pop() + 1
-                if anchor:
-                    self.anchors[anchor] = (container, size)
-                put(container, start, 1)
-                continue
-            if kind in _SKIPPED:
-                continue
-            mark = event.start_mark
-            pos = Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1)
-            if kind is yaml.DocumentStartEvent:
-                if root is not None:
-                    raise SpecError(pos, "a spec file holds exactly one YAML document")
-                continue
-            if kind is _MAP_START or kind is _SEQ_START:
-                if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
-                    raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
-                                    hint="netspec reads plain YAML only: no Python or custom tags")
-                if len(stack) >= MAX_DEPTH:
-                    raise SpecError(pos, f"nesting deeper than {MAX_DEPTH} levels")
-                container = Map(pos) if kind is _MAP_START else Seq(pos)
-                stack.append([container, _NOKEY, None, set(), event.anchor, pos])
-                sizes.append(self.nodes)
-            elif kind is yaml.ScalarEvent:
+            kind = event.__class__
+            if kind is _SCALAR:
+                mark = event.start_mark
+                pos = Pos(file, mark.line + 1, mark.column + 1)
                 if not (event.value or event.style or event.tag) and stack and stack[-1][1] is not _NOKEY \
                         and isinstance(stack[-1][0], Map):  # `key:` with no value: at the key's end, where
                     pos = Pos(file, key_end.line + 1, key_end.column + 1)  # both parsers agree
                 value = self.scalar(event, pos)
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
-                put(value, pos, 1)
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    self.count(0, pos)
                 key_end = event.end_mark
-            elif isinstance(event, yaml.AliasEvent):
+            elif kind in _ENDS:
+                container, _, _, _, anchor, pos, start_count = stack.pop()
+                if anchor:
+                    self.anchors[anchor] = (container, self.nodes - start_count + 1)
+                value = container
+                self.count(1, pos)
+            elif kind is _MAP_START or kind is _SEQ_START:
+                mark = event.start_mark
+                pos = Pos(file, mark.line + 1, mark.column + 1)
+                if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
+                    raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
+                                    hint="netspec reads plain YAML only: no Python or custom tags")
+                if len(stack) >= MAX_DEPTH:
+                    raise SpecError(pos, f"nesting deeper than {MAX_DEPTH} levels")
+                container = Map(pos) if kind is _MAP_START else Seq(pos)
+                stack.append([container, _NOKEY, None, None, event.anchor, pos, self.nodes])
+                continue
+            elif kind is _ALIAS:
+                mark = event.start_mark
+                pos = Pos(file, mark.line + 1, mark.column + 1)
                 if event.anchor not in self.anchors:
                     raise SpecError(pos, f"unknown alias '*{event.anchor}'")
                 value, size = self.anchors[event.anchor]
@@ -222,9 +227,23 @@ class _Builder:
                                     f"{MAX_ALIAS_NODES} nodes",
                                     hint="aliases that refer to aliases grow exponentially; write the structure out")
                 self.count(size, pos)
-                put(_relocated(value), pos, 0)
+                value = _relocated(value)
                 key_end = event.end_mark
-        return root
+            elif kind is yaml.DocumentStartEvent:
+                if root is not _NOKEY:
+                    mark = event.start_mark
+                    raise SpecError(Pos(file, mark.line + 1, mark.column + 1) if mark else Pos(file, 1, 1),
+                                    "a spec file holds exactly one YAML document")
+                continue
+            else:  # stream start and end, document end
+                continue
+            if value is _MERGE and not (stack and stack[-1][0].__class__ is Map and stack[-1][1] is _NOKEY):
+                value = "<<"  # a merge only as a mapping key; elsewhere the text '<<'
+            if stack:
+                self.put(stack, value, pos)
+            else:
+                root = value
+        return None if root is _NOKEY else root
 
     def merge(self, target: Map, value, pos: Pos, merged: set) -> None:
         sources = value if isinstance(value, Seq) else [value]
