@@ -102,7 +102,16 @@ class Elaborator:
         if not isinstance(items, Seq):
             raise self.error(getattr(items, "pos", pos), "expected a list of layers")
         for index, item in enumerate(items):
-            self.layer(item, items.at(index), scope, names)
+            # an op layer seen before, with no `if` or `repeat`: straight to the op
+            plan = item.__dict__.get("plan") if item.__class__ is Map else _BARE_PLANS.get(item) \
+                if item.__class__ is str else None
+            if plan is not None and plan.plain:
+                self.steps += 1
+                if self.steps > MAX_NODES:
+                    raise self.error(items.at(index), f"the network expands to more than {MAX_NODES:,} layers")
+                self.op(plan.key, item if item.__class__ is Map else _NO_META, items.at(index), scope, names)
+            else:
+                self.layer(item, items.at(index), scope, names)
 
     def layer(self, item, pos: Pos, scope: Scope, names: dict) -> None:
         if isinstance(item, str):
@@ -476,11 +485,12 @@ class _OpPlan:
     for every instance; only what depends on arguments and shapes is.
     """
 
-    __slots__ = ("key", "op", "raw", "params", "name")
+    __slots__ = ("key", "op", "raw", "params", "name", "plain")
 
     def __init__(self, key: str, meta: Map):
         self.key, self.op = key, _instance(ops.get(key))
         self.raw = meta.get(key)
+        self.plain = "if" not in meta and "repeat" not in meta  # nothing for layer() to do first
         self.params = self.name = None
         if _literal(self.raw) and not (isinstance(self.raw, Seq) and self.op.inputs[1] != 1):
             values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \

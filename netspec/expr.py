@@ -103,12 +103,12 @@ class _Evaluator:
         self.names, self.in_shape = names, in_shape
 
     def visit(self, node):
-        method = getattr(self, "visit_" + type(node).__name__, None)
+        method = _VISITORS.get(node.__class__)
         if method is None:
             raise ExprError(f"'{type(node).__name__}' is not allowed in an expression",
                             hint="expressions allow numbers, names, arithmetic, comparisons, "
                                  "and/or/not, 'a if c else b', lists and " + ", ".join(sorted(FUNCTIONS)))
-        return method(node)
+        return method(self, node)
 
     def visit_Expression(self, node):
         return self.visit(node.body)
@@ -227,6 +227,10 @@ class _Evaluator:
             raise
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise ExprError(f"{node.func.id}(): {exc}") from None
+
+
+_VISITORS = {getattr(ast, name[len("visit_"):]): method for name, method in vars(_Evaluator).items()
+             if name.startswith("visit_") and name != "visit_"}  # syntax node class -> its rule
 
 
 def _symbol(op) -> str:
