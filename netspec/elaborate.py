@@ -294,7 +294,8 @@ class Elaborator:
             raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
                              hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
         in_shapes = [v.shape for v in inputs]
-        params = plan.params or self.op_params(op, key, raw, meta, pos, names, in_shapes[0])
+        params = plan.params or (self.planned_params(plan, names, in_shapes[0]) if plan.exprs and raw is plan.raw
+                                 else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
         try:
             shape, n_params, flops = op.rules(params, in_shapes)
         except ops.ShapeError as exc:
@@ -338,6 +339,23 @@ class Elaborator:
         except ValidationError as exc:
             err = located(exc, raw if isinstance(raw, Map) else Map(where), where, op.Params, prefix=f"{key}.")
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
+
+    def planned_params(self, plan: "_OpPlan", names: dict, in_shape: Shape):
+        """A parameter mapping with expressions: only those are substituted; the model is validated once
+        per distinct result in this load."""
+        subs = [self.value(raw, at, names, in_shape) for _, raw, at in plan.exprs]
+        memo = (plan, tuple(_frozen(v) for v in subs))
+        params = self.validated.get(memo)
+        if params is None:
+            values = dict(plan.raw)
+            for (key, _, _), value in zip(plan.exprs, subs):
+                values[key] = value
+            try:
+                params = self.validated[memo] = plan.op.Params.__pydantic_validator__.validate_python(values)
+            except ValidationError as exc:
+                err = located(exc, plan.raw, plan.raw.pos, plan.op.Params, prefix=f"{plan.key}.")
+                raise self.error(err.pos, err.message, err.diagnostic.hint) from None
+        return params
 
     def group(self, meta: Map, scope: Scope, names: dict) -> None:
         if "id" in meta:
@@ -485,13 +503,15 @@ class _OpPlan:
     for every instance; only what depends on arguments and shapes is.
     """
 
-    __slots__ = ("key", "op", "raw", "params", "name", "plain")
+    __slots__ = ("key", "op", "raw", "params", "name", "plain", "exprs")
 
     def __init__(self, key: str, meta: Map):
         self.key, self.op = key, _instance(ops.get(key))
         self.raw = meta.get(key)
         self.plain = "if" not in meta and "repeat" not in meta  # nothing for layer() to do first
-        self.params = self.name = None
+        self.params = self.name = self.exprs = None
+        if isinstance(self.raw, Map) and not _literal(self.raw):  # (key, expression, where) to substitute
+            self.exprs = [(k, v, self.raw.at(k)) for k, v in self.raw.items() if not _literal(v)]
         if _literal(self.raw) and not (isinstance(self.raw, Seq) and self.op.inputs[1] != 1):
             values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
                 {self.op.primary: self.raw} if self.op.primary else None
