@@ -90,6 +90,7 @@ _SCALAR, _ALIAS = yaml.ScalarEvent, yaml.AliasEvent
 _ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
 _RESOLVER = _Scalars()  # resolve() keeps no state; construction does, so each build has its own
 _TAGS: dict[tuple, str] = {}  # (plain text, implicit flags) -> resolved tag
+_VALUES: dict[tuple, object] = {}  # (tag, text) -> the int, float, bool or None it reads as
 
 
 def _whole_characters(value: str, pos: Pos) -> None:
@@ -134,6 +135,9 @@ class _Builder:
                             hint="netspec reads plain YAML only: no Python or custom tags")
         if tag.endswith(":merge"):
             return _MERGE
+        value = _VALUES.get((tag, event.value), _NOKEY)  # a number, boolean or null read before
+        if value is not _NOKEY:
+            return value
         if self.scalars is None:
             self.scalars = _Scalars()
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
@@ -145,6 +149,8 @@ class _Builder:
             raise SpecError(pos, f"bad scalar {event.value!r}: not a valid {tag.rsplit(':', 1)[-1]}") from None
         if isinstance(value, str):
             _whole_characters(value, pos)
+        elif (value is None or type(value) in (int, float, bool)) and len(_VALUES) < 10_000:  # immutable
+            _VALUES[tag, event.value] = value
         return value
 
     def put(self, stack: list, value, pos: Pos) -> None:
