@@ -201,12 +201,14 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
-def save(name: str, payload: dict) -> Path:
-    """benchmarks/results/NAME.json (the raw numbers behind a printed table)."""
+def save(name: str, payload: dict, command: str | None = None) -> Path:
+    """benchmarks/results/NAME.json (the raw numbers behind a printed table); `command` names the
+    benchmarks that produced it when that is not NAME."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     threads = f" --threads {os.environ['OMP_NUM_THREADS']}" if RESULTS_DIR.name.startswith("threads") else ""
-    payload = {"command": f"python -m benchmarks.run {name}{threads}", **payload}
+    payload = {"command": f"python -m benchmarks.run {name if command is None else command}{threads}".rstrip(),
+               **payload}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
     return path
 

@@ -65,8 +65,9 @@ def main(argv=None) -> int:
         print(f"\n({name}: {time.perf_counter() - t0:.0f} s)", flush=True)
     print(f"\nTotal {time.perf_counter() - started:.0f} s; load average at the end "
           f"{[round(v, 2) for v in os.getloadavg()]} (at the start {info['loadavg']}).")
-    common.save("machine" if names == DEFAULT else f"machine-{'-'.join(names)}", {"machine": info, "benchmarks": names, "quick": quick, "full": full, "threads": threads,
-                            "seconds": time.perf_counter() - started})
+    common.save("machine" if names == DEFAULT else f"machine-{'-'.join(names)}",
+                {"machine": info, "benchmarks": names, "quick": quick, "full": full, "threads": threads,
+                 "seconds": time.perf_counter() - started}, command=" ".join(argv))
     return 0
 
 
