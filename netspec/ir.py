@@ -37,10 +37,18 @@ class Node:
     group: bool = False
 
     def walk(self, depth: int = 0) -> Iterator[tuple["Node", int]]:
-        """Every node below this one, depth first, in order."""
-        for child in self.children:
-            yield child, depth
-            yield from child.walk(depth + 1)
+        """Every node below this one, depth first, in order (a stack, not nested generators: deep
+        networks are walked often)."""
+        stack = [(iter(self.children), depth)]
+        while stack:
+            children, level = stack[-1]
+            child = next(children, None)
+            if child is None:
+                stack.pop()
+                continue
+            yield child, level
+            if child.children:
+                stack.append((iter(child.children), level + 1))
 
 
 @dataclass
