@@ -1,0 +1,95 @@
+"""What elaboration and loading keep between loads (an op layer's plan, scalar memos) changes no answer.
+
+Template layers are planned once per process and reused by every instance and
+every later load; these tests load the same text again and again, and mix
+specs that share templates, so a plan that remembered too much would show.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import netspec
+from netspec.errors import SpecError
+from netspec.load import load_text
+
+from conftest import SPECS  # noqa: F401  (the zoo's folder)
+
+HEAD = "netspec: 1\nname: t\ninput: [3, 8, 8]\n"
+
+
+def _table(net):
+    return [(n.path, n.op, n.inputs, n.shape, n.params, n.n_params, n.flops) for n, _ in net.nodes()]
+
+
+def _error(text):
+    with pytest.raises(SpecError) as info:
+        netspec.load_text(text, "t.yaml")
+    err = info.value
+    return err.pos.line, err.pos.col, str(err)
+
+
+@pytest.mark.parametrize("spec", ["resnet18.yaml", "googlenet.yaml", "densenet.yaml", "torchvision/resnet50.yaml"])
+def test_loading_again_gives_the_same_network(spec):
+    path = str(SPECS / spec)
+    first = _table(netspec.load(path, input=(3, 64, 64) if "torchvision" in spec else (1, 64, 64)))
+    for shape in [(1, 96, 96), (3, 224, 224)]:  # other shapes in between: plans must not hold shapes
+        if "torchvision" in spec and shape[0] != 3:
+            continue
+        netspec.load(path, input=shape)
+    again = _table(netspec.load(path, input=(3, 64, 64) if "torchvision" in spec else (1, 64, 64)))
+    assert again == first
+
+
+def test_a_template_instance_depends_on_its_arguments_not_on_the_last_instance():
+    text = HEAD + "network:\n  - residual: {out: 8}\n  - residual: {out: 16, stride: 2}\n  - residual: {out: 16}\n"
+    net = netspec.load_text(text)
+    shapes = [n.shape for n in net.root.children]
+    assert shapes == [(8, 8, 8), (16, 4, 4), (16, 4, 4)]
+    projections = [any(c.name == "shortcut" for c in n.children) for n in net.root.children]
+    assert projections == [True, True, False]  # 3 -> 8 channels, stride 2, then none
+
+
+@pytest.mark.parametrize("bad", [
+    "network:\n  - conv: {out: 4, kernal: 3}\n",           # a literal mapping that does not validate
+    "network:\n  - conv\n",                                 # a bare op name that needs parameters
+    "network:\n  - {id: x, relu}\n  - {id: x, relu}\n",     # a literal id used twice
+    "network:\n  - {id: input, relu}\n",                    # a literal id that is reserved
+])
+def test_an_error_is_reported_on_every_load_not_only_the_first(bad):
+    text = HEAD + bad
+    first = _error(text)
+    assert _error(text) == first
+    assert _error(text) == first
+
+
+def test_a_template_layer_that_fails_for_one_argument_still_works_for_another():
+    blocks = ("blocks:\n  b:\n    params: {k: int}\n    graph:\n      - conv: {out: 4, kernel: $k}\n")
+    good = HEAD + blocks + "network:\n  - b: {k: 3}\n"
+    bad = HEAD + blocks + "network:\n  - b: {k: 0}\n"
+    assert netspec.load_text(good).output == (4, 6, 6)
+    line, col, message = _error(bad)
+    assert "kernel" in message and line == 8
+    assert netspec.load_text(good).output == (4, 6, 6)
+
+
+def test_a_spec_block_may_shadow_a_builtin_template_used_by_another_spec():
+    plain = netspec.load_text(HEAD + "network:\n  - residual: {out: 8}\n")
+    shadowed = netspec.load_text(HEAD + "blocks:\n  residual:\n    params: {out: int}\n"
+                                 "    graph: [{conv: {out: $out, kernel: 1}}]\nnetwork:\n  - residual: {out: 8}\n")
+    assert [c.op for c in shadowed.root.children[0].children] == ["conv"]
+    again = netspec.load_text(HEAD + "network:\n  - residual: {out: 8}\n")
+    assert _table(again) == _table(plain)
+
+
+def test_numbers_keep_the_type_their_tag_gives_them_across_files():
+    assert load_text("a: 1\n") == {"a": 1} and type(load_text("a: 1\n")["a"]) is int
+    doc = load_text("a: !!float 1\nb: 1\nc: !!str 1\n")
+    assert (type(doc["a"]), type(doc["b"]), type(doc["c"])) == (float, int, str)
+    assert type(load_text("a: 1\n")["a"]) is int
+
+
+def test_a_second_document_is_refused_even_after_an_empty_first_one():
+    for text in ["a: 1\n---\nb: 2\n", "---\n---\nb: 2\n"]:
+        with pytest.raises(SpecError, match="exactly one YAML document"):
+            load_text(text, "t.yaml")
