@@ -2,7 +2,10 @@
 tensor exists, and nothing in a spec runs code.
 
 Times are measured around the netspec call only; the limit the issue sets is
-one second, and each case here takes milliseconds to a few tenths.
+one second, and each case here takes milliseconds to a few tenths. A call
+over its bound is repeated (up to three times, the fastest counting), so a
+stall of the shared machine does not fail a test that real amplification
+would fail every time.
 """
 
 from __future__ import annotations
@@ -82,14 +85,22 @@ LIMITS = {
 }
 
 
-def timed(function, *args, **kwargs):
-    """(seconds, result or exception) of one call."""
-    start = time.perf_counter()
-    try:
-        result = function(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - the caller checks the kind
-        result = exc
-    return time.perf_counter() - start, result
+def timed(function, *args, bound: float = SECOND, tries: int = 3, **kwargs):
+    """(seconds, result or exception) of a call: the fastest of up to `tries` calls, another made only
+    while the fastest so far is over `bound`. A shared machine can stall one call several-fold; work
+    that is really amplified is slow every time."""
+    best = None
+    for _ in range(tries):
+        start = time.perf_counter()
+        try:
+            result = function(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the caller checks the kind
+            result = exc
+        seconds = time.perf_counter() - start
+        best = seconds if best is None else min(best, seconds)
+        if best < bound:
+            break
+    return best, result
 
 
 # Proportional work rather than amplification: building ~44,000 real nodes before the
@@ -104,7 +115,7 @@ def test_limit_fails_fast_with_a_located_error(tmp_path, name):
     text, message, line, col = LIMITS[name]
     path = tmp_path / "spec.yaml"
     path.write_text(text)
-    seconds, err = timed(netspec.load, path)
+    seconds, err = timed(netspec.load, path, bound=PROPORTIONAL.get(name, SECOND))
     assert isinstance(err, SpecError), err
     assert message in err.message, err.format()
     assert (err.pos.line, err.pos.col) == (line, col), err.format()
