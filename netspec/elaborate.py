@@ -106,9 +106,7 @@ class Elaborator:
             plan = item.__dict__.get("plan") if item.__class__ is Map else _BARE_PLANS.get(item) \
                 if item.__class__ is str else None
             if plan is not None and plan.plain:
-                self.steps += 1
-                if self.steps > MAX_NODES:
-                    raise self.error(items.at(index), f"the network expands to more than {MAX_NODES:,} layers")
+                self.step(items.at(index))
                 self.op(plan.key, item if item.__class__ is Map else _NO_META, items.at(index), scope, names)
             else:
                 self.layer(item, items.at(index), scope, names)
@@ -148,13 +146,16 @@ class Elaborator:
                 local = {**names, "i": index} if "repeat" in meta else names
                 if index == 1 and "from" in meta:  # `from` feeds the first copy; the rest chain
                     item_map = _without(item_map, "from")
-                self.steps += 1
-                if self.steps > MAX_NODES:
-                    raise self.error(meta.at("repeat") if "repeat" in meta else pos,
-                                     f"the network expands to more than {MAX_NODES:,} layers")
+                self.step(meta.at("repeat") if "repeat" in meta else pos)
                 self.one(key, item_map, pos, scope, local)
         finally:
             self.copies = outer
+
+    def step(self, pos: Pos) -> None:
+        """Count one layer visited, so that work is bounded even where no node is made."""
+        self.steps += 1
+        if self.steps > MAX_NODES:
+            raise self.error(pos, f"the network expands to more than {MAX_NODES:,} layers")
 
     def kind_of_name(self, name: str, pos: Pos) -> str:
         if ops.get(name) or name in self.templates:
@@ -294,7 +295,7 @@ class Elaborator:
             raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
                              hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
         in_shapes = [v.shape for v in inputs]
-        params = plan.params or (self.planned_params(plan, names, in_shapes[0]) if plan.exprs and raw is plan.raw
+        params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if isinstance(raw, Map)
                                  else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
         try:
             shape, n_params, flops = op.rules(params, in_shapes)
@@ -320,10 +321,10 @@ class Elaborator:
         self.add(node, scope, has_id)
 
     def op_params(self, op, key: str, raw, meta: Map, pos: Pos, names: dict, in_shape: Shape):
+        """Parameters given as nothing or as a shorthand value (`linear: 10`)."""
         if raw is None:
             values, where = {}, meta.key_pos.get(key, pos)
-        elif isinstance(raw, Map):
-            values, where = self.value(raw, raw.pos, names, in_shape), raw.pos
+            raw = Map(where)  # errors point at the op's name
         elif op.primary:
             values, where = {op.primary: self.value(raw, meta.at(key), names, in_shape)}, meta.at(key)
             raw = _single(op.primary, raw, meta.at(key))
@@ -337,12 +338,12 @@ class Elaborator:
             params = self.validated[memo] = op.Params.__pydantic_validator__.validate_python(values)
             return params
         except ValidationError as exc:
-            err = located(exc, raw if isinstance(raw, Map) else Map(where), where, op.Params, prefix=f"{key}.")
+            err = located(exc, raw, where, op.Params, prefix=f"{key}.")
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
 
-    def planned_params(self, plan: "_OpPlan", names: dict, in_shape: Shape):
-        """A parameter mapping with expressions: only those are substituted; the model is validated once
-        per distinct result in this load."""
+    def mapping_params(self, plan: "_OpPlan", names: dict, in_shape: Shape):
+        """Parameters given as a mapping: only its expressions are substituted, and the model is
+        validated once per distinct result in this load."""
         subs = [self.value(raw, at, names, in_shape) for _, raw, at in plan.exprs]
         memo = (plan, tuple(_frozen(v) for v in subs))
         params = self.validated.get(memo)
@@ -509,9 +510,10 @@ class _OpPlan:
         self.key, self.op = key, _instance(ops.get(key))
         self.raw = meta.get(key)
         self.plain = "if" not in meta and "repeat" not in meta  # nothing for layer() to do first
-        self.params = self.name = self.exprs = None
-        if isinstance(self.raw, Map) and not _literal(self.raw):  # (key, expression, where) to substitute
-            self.exprs = [(k, v, self.raw.at(k)) for k, v in self.raw.items() if not _literal(v)]
+        self.params = self.name = None
+        # a mapping's (key, expression, where) to substitute
+        self.exprs = [(k, v, self.raw.at(k)) for k, v in self.raw.items() if not _literal(v)] \
+            if isinstance(self.raw, Map) else []
         if _literal(self.raw) and not (isinstance(self.raw, Seq) and self.op.inputs[1] != 1):
             values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
                 {self.op.primary: self.raw} if self.op.primary else None
@@ -549,7 +551,7 @@ def _plan_of(key: str, meta: Map) -> _OpPlan:
 
 def _literal(value) -> bool:
     """Nothing to substitute anywhere inside `value`."""
-    if type(value) in _PLAIN or (type(value) is str and "$" not in value):
+    if _settled(value):
         return True
     if isinstance(value, list):
         return all(_literal(v) for v in value)

@@ -76,19 +76,11 @@ def _mark(mark, file: str) -> Pos:
     return Pos(file, mark.line + 1, mark.column + 1)
 
 
-class _Scalars(yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
-    """PyYAML's safe tag resolution and scalar construction, without a reader or parser."""
-
-    def __init__(self):
-        yaml.constructor.SafeConstructor.__init__(self)
-        yaml.resolver.Resolver.__init__(self)
-
-
 STR_TAG = "tag:yaml.org,2002:str"
 _MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
 _SCALAR, _ALIAS = yaml.ScalarEvent, yaml.AliasEvent
 _ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-_RESOLVER = _Scalars()  # resolve() keeps no state; construction does, so each build has its own
+_RESOLVER = yaml.resolver.Resolver()  # PyYAML's implicit tags; construction keeps state, so each build has its own
 _TAGS: dict[tuple, str] = {}  # (plain text, implicit flags) -> resolved tag
 _VALUES: dict[tuple, object] = {}  # (tag, text) -> the int, float, bool or None it reads as
 
@@ -107,7 +99,7 @@ class _Builder:
         self.nodes = 0
         self.alias_nodes = 0
         self.anchors: dict[str, tuple[object, int]] = {}
-        self.scalars: _Scalars | None = None  # made only for scalars that are not plain text
+        self.scalars: yaml.constructor.SafeConstructor | None = None  # made only for scalars not plain text
 
     def count(self, n: int, pos: Pos) -> None:
         self.nodes += n
@@ -139,7 +131,7 @@ class _Builder:
         if value is not _NOKEY:
             return value
         if self.scalars is None:
-            self.scalars = _Scalars()
+            self.scalars = yaml.constructor.SafeConstructor()
         node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
         try:
             value = self.scalars.construct_object(node, deep=True)
@@ -200,9 +192,7 @@ class _Builder:
                 value = self.scalar(event, pos)
                 if event.anchor:
                     self.anchors[event.anchor] = (value, 1)
-                self.nodes += 1
-                if self.nodes > MAX_NODES:
-                    self.count(0, pos)
+                self.count(1, pos)
                 key_end = event.end_mark
             elif kind in _ENDS:
                 container, _, _, _, anchor, pos, start_count = stack.pop()
