@@ -57,12 +57,13 @@ class Scope:
 
     def __init__(self, path: str, names: dict, input_shape: Shape):
         self.path, self.names = path, names
+        self.prefix = path + "." if path else ""  # of its children's paths
         self.values = {"input": Value("input", input_shape)}
         self.prev = self.values["input"]
         self.nodes: list[Node] = []
 
     def child_path(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
+        return self.prefix + name
 
 
 class Elaborator:
@@ -246,7 +247,7 @@ class Elaborator:
             scope.values[name] = passed
         scope.prev = passed
 
-    def add(self, node: Node, scope: Scope, has_id: bool) -> None:
+    def add(self, node: Node, scope: Scope) -> None:
         self.count += 1
         if self.count > MAX_NODES:
             raise self.error(node.pos, f"the network has more than {MAX_NODES} nodes")
@@ -280,22 +281,24 @@ class Elaborator:
     # -- the kinds of layers ---------------------------------------------
     def op(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
         plan = _plan_of(key, meta)
-        op, raw, key_pos = plan.op, plan.raw, meta.key_pos.get(key, pos)
-        low, high = op.inputs
-        if isinstance(raw, Seq) and high != 1:
+        op, raw, key_pos = plan.op, plan.raw, plan.key_pos or pos
+        if plan.listed:  # `add: [a, b]`: the inputs are the op's own list
             if "from" in meta:
                 raise self.error(meta.at(key), f"give {key}'s inputs either as its list or in 'from', not both")
             inputs = [self.resolve(self.value(r, raw.at(i), names, None), raw.at(i), scope)
                       for i, r in enumerate(raw)]
             raw = None
+        elif "from" in meta:
+            inputs = self.inputs(meta, scope, names)
         else:
-            inputs = self.inputs(meta, scope, names) if "from" in meta else [scope.prev]
+            inputs = [scope.prev]
+        low, high = op.inputs
         if len(inputs) < low or (high is not None and len(inputs) > high):
             want = f"{low}" if low == high else f"at least {low}"
             raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
                              hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
         in_shapes = [v.shape for v in inputs]
-        params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if isinstance(raw, Map)
+        params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if raw.__class__ is Map
                                  else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
         try:
             shape, n_params, flops = op.rules(params, in_shapes)
@@ -312,13 +315,11 @@ class Elaborator:
             raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
                              f"(this {key} alone has {n_params:,})",
                              hint="raise the budget with --max-params if this is intended")
-        if plan.name is not None and plan.name not in scope.values:
-            name, has_id = plan.name, True
-        else:
-            name, has_id = self.name_for(meta, scope, names)
-        node = Node(name, scope.child_path(name), key, key_pos, [v.ref for v in inputs], in_shapes,
-                    shape, params, n_params, flops)
-        self.add(node, scope, has_id)
+        name = plan.name
+        if name is None or name in scope.values:
+            name, _ = self.name_for(meta, scope, names)
+        self.add(Node(name, scope.prefix + name, key, key_pos, [v.ref for v in inputs], in_shapes,
+                      shape, params, n_params, flops), scope)
 
     def op_params(self, op, key: str, raw, meta: Map, pos: Pos, names: dict, in_shape: Shape):
         """Parameters given as nothing or as a shorthand value (`linear: 10`)."""
@@ -365,7 +366,7 @@ class Elaborator:
         start = self.inputs(meta, scope, names)[0] if "from" in meta else scope.prev
         child = Scope(scope.child_path(name), names, start.shape)
         self.sequence(meta["layers"], child, names, meta.at("layers"))
-        self.add(self.group_node(name, "group", meta.key_pos["group"], child, start, None), scope, True)
+        self.add(self.group_node(name, "group", meta.key_pos["group"], child, start, None), scope)
 
     def group_node(self, name: str, op: str, pos: Pos, child: Scope, start: Value, params) -> Node:
         return Node(name, child.path, op, pos, [start.ref], [start.shape], child.prev.shape, params,
@@ -437,7 +438,7 @@ class Elaborator:
         finally:
             self.chain.pop()
             self.expanding.pop()
-        self.add(self.group_node(name, key, key_pos, child, start, args), scope, True)
+        self.add(self.group_node(name, key, key_pos, child, start, args), scope)
 
     def template_args(self, template: Template, raw, pos: Pos, names: dict, in_shape: Shape) -> dict:
         if raw is None:
@@ -504,17 +505,19 @@ class _OpPlan:
     for every instance; only what depends on arguments and shapes is.
     """
 
-    __slots__ = ("key", "op", "raw", "params", "name", "plain", "exprs")
+    __slots__ = ("key", "op", "raw", "params", "name", "plain", "exprs", "key_pos", "listed")
 
     def __init__(self, key: str, meta: Map):
         self.key, self.op = key, _instance(ops.get(key))
         self.raw = meta.get(key)
+        self.key_pos = meta.key_pos.get(key)  # None for a bare name: the layer's own position then
+        self.listed = isinstance(self.raw, Seq) and self.op.inputs[1] != 1  # `add: [a, b]` names its inputs
         self.plain = "if" not in meta and "repeat" not in meta  # nothing for layer() to do first
         self.params = self.name = None
         # a mapping's (key, expression, where) to substitute
         self.exprs = [(k, v, self.raw.at(k)) for k, v in self.raw.items() if not _literal(v)] \
             if isinstance(self.raw, Map) else []
-        if _literal(self.raw) and not (isinstance(self.raw, Seq) and self.op.inputs[1] != 1):
+        if _literal(self.raw) and not self.listed:
             values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
                 {self.op.primary: self.raw} if self.op.primary else None
             if values is not None:
