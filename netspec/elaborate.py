@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from . import ops
 from .errors import Frame, Pos, SpecError, did_you_mean
-from .expr import ExprError, substitute
+from .expr import REF, ExprError, substitute
 from .ir import Node, Shape
 from .load import Map, Seq
 from .spec import located
@@ -76,7 +76,6 @@ class Elaborator:
         self.count = 0
         self.steps = 0  # layers visited (repeats included), so work is bounded even without nodes
         self.copies = 1  # the product of the repeat counts enclosing the current layer
-        self.validated: dict = {}  # (Params class, frozen values) -> the (immutable) Params: blocks repeat
 
     # -- errors ---------------------------------------------------------
     def error(self, pos: Pos, message: str, hint: str | None = None) -> SpecError:
@@ -98,19 +97,56 @@ class Elaborator:
         except ExprError as exc:
             raise self.error(pos, exc.message, exc.hint) from None
 
+    def substituted(self, raw, ref: str | None, pos: Pos, names: dict, in_shape: Shape | None):
+        """`value`, with a plain `$name` (`ref`, found when the layer was planned) looked up directly."""
+        if ref is not None and ref in names:
+            return names[ref]
+        return self.value(raw, pos, names, in_shape)
+
     # -- walking --------------------------------------------------------
     def sequence(self, items, scope: Scope, names: dict, pos: Pos) -> None:
         if not isinstance(items, Seq):
             raise self.error(getattr(items, "pos", pos), "expected a list of layers")
-        for index, item in enumerate(items):
-            # an op layer seen before, with no `if` or `repeat`: straight to the op
+        positions = items.item_pos if len(items.item_pos) == len(items) else [items.at(i) for i in range(len(items))]
+        for item, at in zip(items, positions):
+            # an op layer seen before, its inputs and id written out: straight to the op
             plan = item.__dict__.get("plan") if item.__class__ is Map else _BARE_PLANS.get(item) \
                 if item.__class__ is str else None
-            if plan is not None and plan.plain:
-                self.step(items.at(index))
-                self.op(plan.key, item if item.__class__ is Map else _NO_META, items.at(index), scope, names)
-            else:
-                self.layer(item, items.at(index), scope, names)
+            if plan is None or not plan.fast or \
+                    not self.planned(plan, item if item.__class__ is Map else _NO_META, at, scope, names):
+                self.layer(item, at, scope, names)
+
+    def planned(self, plan: "_OpPlan", meta: Map, pos: Pos, scope: Scope, names: dict) -> bool:
+        """An op layer by its plan, without the general walk's dispatch. False, having changed nothing,
+        where the general walk must decide (a name not yet defined, a duplicate id, an `if` that is not
+        a boolean): it then reports the problem as it always does."""
+        values = scope.values
+        if plan.refs is None:
+            inputs = [scope.prev]
+        else:
+            inputs = []
+            for ref in plan.refs:
+                value = values.get(ref)
+                if value is None:
+                    return False
+                inputs.append(value)
+        name = plan.name
+        if name is not None and name in values:
+            return False
+        if plan.cond is not _ABSENT:
+            first = inputs[0] if plan.refs_from else scope.prev
+            condition = self.substituted(plan.cond, plan.cond_ref, meta.at("if"), names, first.shape)
+            if condition is False:  # skipped: its input passes through, under its id
+                if name is not None:
+                    values[name] = first
+                scope.prev = first
+                return True
+            if condition is not True:
+                return False
+        self.step(pos)
+        self.node(plan, meta, pos, None if plan.listed else plan.raw, inputs, scope, names,
+                  name if name is not None else str(len(scope.nodes)))
+        return True
 
     def layer(self, item, pos: Pos, scope: Scope, names: dict) -> None:
         if isinstance(item, str):
@@ -297,6 +333,14 @@ class Elaborator:
             want = f"{low}" if low == high else f"at least {low}"
             raise self.error(key_pos, f"{key} takes {want} input{'s' if low != 1 else ''}, got {len(inputs)}",
                              hint=f"list them: `{key}: [a, b]` or `from: [a, b]`" if low > 1 else None)
+        self.node(plan, meta, pos, raw, inputs, scope, names,
+                  plan.name if plan.name is not None and plan.name not in scope.values else None)
+
+    def node(self, plan: "_OpPlan", meta: Map, pos: Pos, raw, inputs: list[Value], scope: Scope, names: dict,
+             name: str | None) -> None:
+        """An op layer's node once its inputs are known: parameters, shape rule, budget, name (None:
+        by `name_for`)."""
+        key, op, key_pos = plan.key, plan.op, plan.key_pos or pos
         in_shapes = [v.shape for v in inputs]
         params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if raw.__class__ is Map
                                  else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
@@ -315,8 +359,7 @@ class Elaborator:
             raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
                              f"(this {key} alone has {n_params:,})",
                              hint="raise the budget with --max-params if this is intended")
-        name = plan.name
-        if name is None or name in scope.values:
+        if name is None:
             name, _ = self.name_for(meta, scope, names)
         self.add(Node(name, scope.prefix + name, key, key_pos, [v.ref for v in inputs], in_shapes,
                       shape, params, n_params, flops), scope)
@@ -333,27 +376,27 @@ class Elaborator:
             raise self.error(meta.at(key), f"{key} takes no shorthand value; give a mapping of parameters",
                              hint=f"parameters: {', '.join(op.Params.model_fields) or 'none'}")
         memo = (op.Params, _frozen(values))
-        if memo in self.validated:
-            return self.validated[memo]
-        try:
-            params = self.validated[memo] = op.Params.__pydantic_validator__.validate_python(values)
+        params = _VALIDATED.get(memo)
+        if params is not None:
             return params
+        try:
+            return _validated(memo, op.Params, values)
         except ValidationError as exc:
             err = located(exc, raw, where, op.Params, prefix=f"{key}.")
             raise self.error(err.pos, err.message, err.diagnostic.hint) from None
 
     def mapping_params(self, plan: "_OpPlan", names: dict, in_shape: Shape):
-        """Parameters given as a mapping: only its expressions are substituted, and the model is
-        validated once per distinct result in this load."""
-        subs = [self.value(raw, at, names, in_shape) for _, raw, at in plan.exprs]
-        memo = (plan, tuple(_frozen(v) for v in subs))
-        params = self.validated.get(memo)
+        """Parameters given as a mapping: only its expressions are substituted, and each distinct
+        result is validated once (`_validated`)."""
+        subs = [self.substituted(raw, ref, at, names, in_shape) for _, raw, at, ref in plan.exprs]
+        memo = (plan, *[(v.__class__, v) if v.__class__ in _SCALARS else _frozen(v) for v in subs])
+        params = _VALIDATED.get(memo)
         if params is None:
             values = dict(plan.raw)
-            for (key, _, _), value in zip(plan.exprs, subs):
+            for (key, _, _, _), value in zip(plan.exprs, subs):
                 values[key] = value
             try:
-                params = self.validated[memo] = plan.op.Params.__pydantic_validator__.validate_python(values)
+                params = _validated(memo, plan.op.Params, values)
             except ValidationError as exc:
                 err = located(exc, plan.raw, plan.raw.pos, plan.op.Params, prefix=f"{plan.key}.")
                 raise self.error(err.pos, err.message, err.diagnostic.hint) from None
@@ -459,16 +502,19 @@ class Elaborator:
                 raise self.error(pos, f"template '{template.name}' needs parameter '{pname}'"
                                  + (f" ({decl.doc})" if decl.doc else ""))
             else:
-                where = template.decl_pos[pname]
-                self.chain.append(Frame(template.name, "defaults", pos))
-                try:
-                    value = self.value(decl.default, where, args, in_shape)
-                finally:
-                    self.chain.pop()
+                where, value = template.decl_pos[pname], decl.default
+                if not _settled(value):  # an expression: evaluated among the instance's arguments so far
+                    self.chain.append(Frame(template.name, "defaults", pos))
+                    try:
+                        value = self.value(value, where, args, in_shape)
+                    finally:
+                        self.chain.pop()
             args[pname] = self.typed(decl.type, value, pname, where)
         return args
 
     def typed(self, kind: str, value, name: str, pos: Pos):
+        if value.__class__ is _KINDS.get(kind):  # already of the declared type
+            return value
         if kind == "int":
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
@@ -505,17 +551,17 @@ class _OpPlan:
     for every instance; only what depends on arguments and shapes is.
     """
 
-    __slots__ = ("key", "op", "raw", "params", "name", "plain", "exprs", "key_pos", "listed")
+    __slots__ = ("key", "op", "raw", "params", "name", "exprs", "key_pos", "listed", "refs", "refs_from",
+                 "cond", "cond_ref", "fast")
 
     def __init__(self, key: str, meta: Map):
         self.key, self.op = key, _instance(ops.get(key))
         self.raw = meta.get(key)
         self.key_pos = meta.key_pos.get(key)  # None for a bare name: the layer's own position then
         self.listed = isinstance(self.raw, Seq) and self.op.inputs[1] != 1  # `add: [a, b]` names its inputs
-        self.plain = "if" not in meta and "repeat" not in meta  # nothing for layer() to do first
         self.params = self.name = None
-        # a mapping's (key, expression, where) to substitute
-        self.exprs = [(k, v, self.raw.at(k)) for k, v in self.raw.items() if not _literal(v)] \
+        # a mapping's (key, expression, where, the name of a plain `$name`) to substitute
+        self.exprs = [(k, v, self.raw.at(k), _ref(v)) for k, v in self.raw.items() if not _literal(v)] \
             if isinstance(self.raw, Map) else []
         if _literal(self.raw) and not self.listed:
             values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
@@ -527,6 +573,33 @@ class _OpPlan:
                     pass  # reported, with its place, where the layer is elaborated
         if "id" in meta and _literal(meta["id"]) and _bad_name(meta["id"]) is None:
             self.name = meta["id"]
+        self.cond = meta.get("if", _ABSENT)
+        self.cond_ref = _ref(self.cond)
+        # the inputs by name, when written out: `from: a`, `from: [a, b]` or `add: [a, b]`
+        self.refs_from = "from" in meta
+        written = meta["from"] if self.refs_from else self.raw if self.listed else None
+        self.refs = (written,) if type(written) is str else tuple(written) if isinstance(written, Seq) else None
+        count = len(self.refs) if self.refs is not None else 1
+        low, high = self.op.inputs
+        # what `planned` can do alone: no repeat, inputs and id written out, as many inputs as the op takes
+        self.fast = ("repeat" not in meta and not (self.listed and self.refs_from)
+                     and (written is None or (self.refs is not None and all(type(r) is str and "$" not in r
+                                                                             for r in self.refs)))
+                     and ("id" not in meta or self.name is not None)
+                     and low <= count and (high is None or count <= high))
+
+
+_VALIDATED: dict = {}  # (Params class or plan, frozen values) -> the Params model (immutable); bounded
+
+
+def _validated(memo, params_class, values):
+    """Validate op parameters, remembering the model: the same values recur in every instance of a
+    block and in every load of a spec. Only successes are kept, so an error is raised on every load."""
+    params = params_class.__pydantic_validator__.validate_python(values)
+    if len(_VALIDATED) >= 10_000:  # a long session of edited specs: start again with what recurs now
+        _VALIDATED.clear()
+    _VALIDATED[memo] = params
+    return params
 
 
 _INSTANCES: dict = {}
@@ -563,7 +636,16 @@ def _literal(value) -> bool:
     return False
 
 
+def _ref(value) -> str | None:
+    """The name in a plain `$name`, else None."""
+    match = REF.match(value) if type(value) is str else None
+    return match.group(1) if match else None
+
+
+_ABSENT = object()  # no `if`
+_KINDS = {"int": int, "float": float, "bool": bool, "str": str, "list": list}  # a declared type's exact class
 _PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute
+_SCALARS = {int, float, bool, type(None), str}  # hashable as they are; `_frozen` of one is (type, value)
 _NO_META = Map(Pos("<none>", 1, 1))  # the meta keys of a layer written as a bare name: none (never mutated)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from math import prod
 from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import Op, Params, ShapeError, fmt, prod, tuple_of
+from .base import Op, Params, ShapeError, fmt, tuple_of
 
 IntOrList = PositiveInt | list[PositiveInt]
 
@@ -40,6 +41,8 @@ class Conv(Op):
 
     def geometry(self, p: ConvParams, shape):
         n = len(shape) - 1
+        if p.kernel.__class__ is p.stride.__class__ is p.dilation.__class__ is p.padding.__class__ is int:
+            return n, (p.kernel,) * n, (p.stride,) * n, (p.padding,) * n, (p.dilation,) * n  # the usual case
         kernel = tuple_of(p.kernel, n, "kernel", "kernel")
         stride = tuple_of(p.stride, n, "stride", "stride")
         dilation = tuple_of(p.dilation, n, "dilation", "dilation")
