@@ -1,4 +1,5 @@
-"""What elaboration and loading keep between loads (an op layer's plan, scalar memos) changes no answer.
+"""What elaboration and loading keep between loads (an op layer's plan, scalar and parameter memos)
+changes no answer, and the planned path builds what the general walk builds.
 
 Template layers are planned once per process and reused by every instance and
 every later load; these tests load the same text again and again, and mix
@@ -10,6 +11,7 @@ from __future__ import annotations
 import pytest
 
 import netspec
+from netspec.elaborate import Elaborator
 from netspec.errors import SpecError
 from netspec.load import load_text
 
@@ -93,3 +95,78 @@ def test_a_second_document_is_refused_even_after_an_empty_first_one():
     for text in ["a: 1\n---\nb: 2\n", "---\n---\nb: 2\n"]:
         with pytest.raises(SpecError, match="exactly one YAML document"):
             load_text(text, "t.yaml")
+
+
+# -- the planned path (Elaborator.planned) against the general walk ------------------------------
+# A layer elaborated before goes straight from its plan to its node; with `planned` switched off every
+# layer takes the general walk. Both must build the same network and report the same errors.
+
+def _general_walk_only(monkeypatch):
+    monkeypatch.setattr(Elaborator, "planned", lambda self, *args: False)
+
+
+ZOO = sorted(str(p.relative_to(SPECS)) for p in [*SPECS.glob("*.yaml"), *SPECS.glob("torchvision/*.yaml")])
+
+
+@pytest.mark.parametrize("spec", ZOO)
+def test_the_planned_path_builds_what_the_general_walk_builds(spec, monkeypatch):
+    path = str(SPECS / spec)
+    netspec.load(path)  # every template layer planned
+    planned = _table(netspec.load(path))
+    _general_walk_only(monkeypatch)
+    assert _table(netspec.load(path)) == planned
+
+
+# a block whose layers use every shortcut of the planned path: ids, `from` (one name and a list), a
+# listed `add`, `if` with a $name and with an expression, shorthand and mapping parameters
+BLOCK = """blocks:
+  b:
+    params: {out: int, skip: bool, k: {type: int, default: 3}, p: {type: int, default: 1}}
+    graph:
+      - {id: c1, conv: {out: $out, kernel: $k, padding: "${k // 2}"}}
+      - {id: n1, batchnorm}
+      - relu
+      - {id: side, from: input, if: $skip, conv: {out: $out, kernel: 1}}
+      - {id: both, add: [n1, side]}
+      - {id: lin, from: c1, linear: $out}
+      - {from: [both], if: "${in.channels > 4}", maxpool: $p}
+      - {from: [both, c1], concat}
+"""
+
+
+def test_the_planned_path_takes_every_kind_of_layer_it_handles(monkeypatch):
+    text = HEAD + BLOCK + ("network:\n  - b: {out: 3, skip: true}\n  - b: {out: 6, skip: false}\n"
+                           "  - b: {out: 12, skip: false, k: 5}\n  - b: {out: 24, skip: false, p: 2}\n")
+    netspec.load_text(text)
+    planned = _table(netspec.load_text(text))
+    _general_walk_only(monkeypatch)
+    general = _table(netspec.load_text(text))
+    assert planned == general
+    ops = [row[1] for row in general if row[0].startswith("1.")]
+    assert ops == ["conv", "batchnorm", "relu", "add", "linear", "maxpool", "concat"]  # `side` skipped
+    assert general[-1][3] == (48, 8, 8)
+
+
+@pytest.mark.parametrize("network, message", [
+    # the first instance plans the layers; a later one fails inside one of them
+    ("  - b: {out: 3, skip: true}\n  - b: {out: 4, skip: false}\n", "cannot add shapes"),
+    ("  - b: {out: 3, skip: true}\n  - b: {out: 0, skip: true}\n", "greater than 0"),
+    ("  - b: {out: 3, skip: true}\n  - b: {out: 6, skip: false}\n  - b: {out: 12, skip: false, p: 20}\n",
+     "pooling window"),
+])
+def test_an_error_inside_a_planned_layer_is_the_general_walks_error(network, message, monkeypatch):
+    text = HEAD + BLOCK + "network:\n" + network
+    planned = _error(text)
+    assert message in planned[2]
+    _general_walk_only(monkeypatch)
+    assert _error(text) == planned
+
+
+def test_an_if_that_is_not_a_boolean_is_reported_by_the_general_walk(monkeypatch):
+    text = HEAD + ("blocks:\n  g:\n    params: {n: int}\n    graph:\n"
+                   "      - {if: \"${n == 1 or n}\", relu}\n"
+                   "network:\n  - g: {n: 1}\n  - g: {n: 2}\n")
+    planned = _error(text)
+    assert "'if' must be true or false, got 2" in planned[2]
+    _general_walk_only(monkeypatch)
+    assert _error(text) == planned
