@@ -61,6 +61,7 @@ class Scope:
         self.values = {"input": Value("input", input_shape)}
         self.prev = self.values["input"]
         self.nodes: list[Node] = []
+        self.n_params = self.flops = 0  # of its nodes, summed as they are added
 
     def child_path(self, name: str) -> str:
         return self.prefix + name
@@ -288,6 +289,8 @@ class Elaborator:
         if self.count > MAX_NODES:
             raise self.error(node.pos, f"the network has more than {MAX_NODES} nodes")
         scope.nodes.append(node)
+        scope.n_params += node.n_params
+        scope.flops += node.flops
         value = Value(node.name, node.shape)
         scope.values[node.name] = value
         scope.prev = value
@@ -341,7 +344,7 @@ class Elaborator:
         """An op layer's node once its inputs are known: parameters, shape rule, budget, name (None:
         by `name_for`)."""
         key, op, key_pos = plan.key, plan.op, plan.key_pos or pos
-        in_shapes = [v.shape for v in inputs]
+        in_shapes = [inputs[0].shape] if len(inputs) == 1 else [v.shape for v in inputs]
         params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if raw.__class__ is Map
                                  else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
         try:
@@ -361,7 +364,8 @@ class Elaborator:
                              hint="raise the budget with --max-params if this is intended")
         if name is None:
             name, _ = self.name_for(meta, scope, names)
-        self.add(Node(name, scope.prefix + name, key, key_pos, [v.ref for v in inputs], in_shapes,
+        self.add(Node(name, scope.prefix + name, key, key_pos,
+                      [inputs[0].ref] if len(inputs) == 1 else [v.ref for v in inputs], in_shapes,
                       shape, params, n_params, flops), scope)
 
     def op_params(self, op, key: str, raw, meta: Map, pos: Pos, names: dict, in_shape: Shape):
@@ -413,8 +417,7 @@ class Elaborator:
 
     def group_node(self, name: str, op: str, pos: Pos, child: Scope, start: Value, params) -> Node:
         return Node(name, child.path, op, pos, [start.ref], [start.shape], child.prev.shape, params,
-                    sum(n.n_params for n in child.nodes), sum(n.flops for n in child.nodes),
-                    child.nodes, child.prev.ref, group=True)
+                    child.n_params, child.flops, child.nodes, child.prev.ref, group=True)
 
     def parallel(self, meta: Map, scope: Scope, names: dict) -> None:
         branches = meta["parallel"]
@@ -429,6 +432,18 @@ class Elaborator:
             else:
                 self.layer(branch, branches.at(index), scope, names)
             outputs.append(scope.prev)
+        merge_item = meta.__dict__.get("merge_item") or self.merge_item(meta, len(outputs))
+        for index, value in enumerate(outputs):
+            scope.values[f"__branch{index}"] = value
+        try:
+            self.op(next(iter(merge_item)), merge_item, merge_item.pos, scope, names)
+        finally:
+            for index in range(len(outputs)):
+                scope.values.pop(f"__branch{index}", None)
+
+    def merge_item(self, meta: Map, branches: int) -> Map:
+        """A parallel's merge as the op layer it stands for, taking the branches' outputs; made once per
+        parsed parallel (it is kept on it), so that its op is planned once."""
         merge = meta.get("merge", "concat")
         merge_pos = meta.at("merge") if "merge" in meta else meta.key_pos["parallel"]
         if isinstance(merge, Map) and len(merge) == 1:
@@ -445,20 +460,14 @@ class Elaborator:
         merge_item[merge_key] = merge.get(merge_key) if isinstance(merge, Map) else None
         merge_item.key_pos[merge_key] = merge_pos
         merge_item.val_pos[merge_key] = merge_pos
-        for key in ("id",):
-            if key in meta:
-                merge_item[key], merge_item.val_pos[key] = meta[key], meta.at(key)
-        for index, value in enumerate(outputs):
-            scope.values[f"__branch{index}"] = value
+        if "id" in meta:
+            merge_item["id"], merge_item.val_pos["id"] = meta["id"], meta.at("id")
         merge_item["from"] = Seq(merge_pos)
-        merge_item["from"].extend(f"__branch{i}" for i in range(len(outputs)))
-        merge_item["from"].item_pos.extend([merge_pos] * len(outputs))
+        merge_item["from"].extend(f"__branch{i}" for i in range(branches))
+        merge_item["from"].item_pos.extend([merge_pos] * branches)
         merge_item.val_pos["from"] = merge_pos
-        try:
-            self.op(merge_key, merge_item, merge_pos, scope, names)
-        finally:
-            for index in range(len(outputs)):
-                scope.values.pop(f"__branch{index}", None)
+        meta.__dict__["merge_item"] = merge_item
+        return merge_item
 
     def template(self, key: str, meta: Map, pos: Pos, scope: Scope, names: dict) -> None:
         template = self.templates[key]
