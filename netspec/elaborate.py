@@ -493,6 +493,33 @@ class Elaborator:
         self.add(self.group_node(name, key, key_pos, child, start, args), scope)
 
     def template_args(self, template: Template, raw, pos: Pos, names: dict, in_shape: Shape) -> dict:
+        """An instance's arguments: those given, then the defaults (which may read `in` and the
+        arguments before them), each checked against its declared type. The result depends only on
+        the template, the given values and the input shape, so it is remembered by them."""
+        memo = self.args_memo(template, raw, names, in_shape)
+        args = _ARGS.get(memo) if memo is not None else None
+        if args is None:
+            args = self.instance_args(template, raw, pos, names, in_shape)
+            if memo is not None:
+                if len(_ARGS) >= 10_000:
+                    _ARGS.clear()
+                _ARGS[memo] = dict(args)
+            return args
+        return dict(args)  # each instance its own dict
+
+    def args_memo(self, template: Template, raw, names: dict, in_shape: Shape):
+        """(template, input shape, the given values), or None where `instance_args` must say what is wrong."""
+        if raw is None:
+            return template, in_shape
+        if raw.__class__ is not Map:
+            return None
+        try:
+            return (template, in_shape, *[(key, _frozen(self.value(value, raw.at(key), names, in_shape)))
+                                          for key, value in raw.items()])
+        except SpecError:  # reported by instance_args, in its order
+            return None
+
+    def instance_args(self, template: Template, raw, pos: Pos, names: dict, in_shape: Shape) -> dict:
         if raw is None:
             raw = Map(pos)
         if not isinstance(raw, Map):
@@ -611,6 +638,7 @@ def _validated(memo, params_class, values):
     return params
 
 
+_ARGS: dict = {}  # (template, input shape, given values) -> a template instance's arguments; bounded
 _INSTANCES: dict = {}
 _BARE_PLANS: dict = {}  # plans of layers written as a bare op name, e.g. `- relu`
 

@@ -17,7 +17,7 @@ BUILTIN_DIR = Path(__file__).parent / "templates"
 DECLARATION_HINT = "write `name: int`, `name: {default: 1}` or `name: {type: int, default: 1}`"
 
 
-@dataclass
+@dataclass(eq=False)  # compared, and hashed, by identity: the arguments memo keys on it
 class Template:
     """A template with its raw YAML kept for locating errors inside it."""
 

@@ -170,3 +170,13 @@ def test_an_if_that_is_not_a_boolean_is_reported_by_the_general_walk(monkeypatch
     assert "'if' must be true or false, got 2" in planned[2]
     _general_walk_only(monkeypatch)
     assert _error(text) == planned
+
+
+def test_the_same_arguments_on_another_input_shape_give_other_defaults():
+    text = HEAD + "network:\n  - residual: {out: 8}\n  - residual: {out: 8}\n  - transition\n  - transition\n"
+    for _ in range(2):  # the second load finds every instance's arguments remembered
+        net = netspec.load_text(text)
+        blocks = net.root.children
+        assert [b.params["project"] for b in blocks[:2]] == [True, False]  # 3 -> 8 channels, then 8 -> 8
+        assert [b.params["out"] for b in blocks[2:]] == [4, 2]  # in.channels // 2 of 8, then of 4
+        assert blocks[0].params is not blocks[1].params
