@@ -180,3 +180,14 @@ def test_the_same_arguments_on_another_input_shape_give_other_defaults():
         assert [b.params["project"] for b in blocks[:2]] == [True, False]  # 3 -> 8 channels, then 8 -> 8
         assert [b.params["out"] for b in blocks[2:]] == [4, 2]  # in.channels // 2 of 8, then of 4
         assert blocks[0].params is not blocks[1].params
+
+
+def test_forget_drops_what_is_kept_and_changes_no_answer():
+    from netspec import api, elaborate, templates
+
+    text = HEAD + "network:\n  - residual: {out: 8}\n  - {conv: {out: 4, kernel: $k}}\nparams: {k: 3}\n"
+    kept = _table(netspec.load_text(text))
+    api.forget()
+    assert not elaborate._VALIDATED and not elaborate._ARGS and templates.builtins.cache_info().currsize == 0
+    assert _table(netspec.load_text(text)) == kept
+    assert elaborate._VALIDATED and elaborate._ARGS  # filled again
