@@ -86,8 +86,10 @@ def measure(name: str, compiled: bool, repeats: int, budget_s: float) -> dict:
         diff = (ref(x[:4]) - net(x[:4])).abs().max().item()
         ref.train(), net.train()
     fns = {"reference": step_fn(ref, x, y), "netspec": step_fn(net, x, y)}
-    for fn in fns.values():  # warm-up (and, under torch.compile, compiling) outside the timing
-        fn(), fn()
+    for fn in fns.values():  # warm-up (and, under torch.compile, compiling) outside the timing; with the
+        fn()                 # warm-up round of `interleaved`, two untimed steps each (three when compiled)
+        if compiled:
+            fn()
     t = interleaved(fns, repeats=repeats, warmup=1, target_s=0.25, budget_s=budget_s)
     r, n = t["reference"], t["netspec"]
     per_round = [a / b for a, b in zip(r, n)]

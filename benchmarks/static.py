@@ -348,7 +348,7 @@ def run(quick: bool = False) -> dict:
         print(table(["spec", "input", "netspec ms", "pure-Python parser ms", "libyaml speed-up",
                      "pure Python vs torchinfo"], w["rows"]))
 
-    f = fresh_process(1 if quick else 2)
+    f = fresh_process(1)  # a 14× gap of whole seconds: one interleaved round shows it
     print("\nA fresh process each way (torchvision resnet18, 3×224×224), seconds, imports included:\n")
     print(table(["command", "seconds", "× netspec check"], f["rows"]))
 
