@@ -47,6 +47,7 @@ GPU_CASES = {
     "lenet_bn": (None, 256, 1.0, 60_000, 10_000),
     "resnet18": (96, 256, 0.05, 60_000, 10_000),
 }
+DEFAULTS = "netspec (defaults: fp32, channels-last)"  # the variant the CPU target is judged on
 RATE = re.compile(r"([0-9.]+) examples/sec")
 
 
@@ -138,7 +139,7 @@ def run(quick: bool = False) -> dict:
     import torch
 
     common.header("4. End to end: netspec train versus the book's loop (Fashion-MNIST subset)")
-    cpu_variants = {"netspec (defaults: fp32, channels-last)": [],
+    cpu_variants = {DEFAULTS: [],
                     "netspec --no-channels-last": ["--no-channels-last"]}
     if common.native_bf16():
         cpu_variants["netspec --amp (bf16)"] = ["--amp"]
@@ -149,7 +150,7 @@ def run(quick: bool = False) -> dict:
     if quick:
         cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
     cpu = compare(cases, "cpu", cpu_variants, 1, {"lenet_bn": 1 if quick else 2, "resnet18": 1 if quick else 2},
-                  once=[k for k in cpu_variants if k != "netspec (defaults: fp32, channels-last)"])
+                  once=[k for k in cpu_variants if k != DEFAULTS])
     print(table(HEADERS, rows_of(cpu, cpu_variants)))
     print("\nTest accuracy after one epoch on a small subset is shown to prove both loops learn, "
           "not as a result.")
@@ -158,7 +159,7 @@ def run(quick: bool = False) -> dict:
 
     def each(values):
         return ", ".join("%s %.2f×" % (r["model"], v) for r, v in zip(cpu, values))
-    defaults = ratios(["netspec (defaults: fp32, channels-last)"])
+    defaults = ratios([DEFAULTS])
     nchw = ratios(["netspec --no-channels-last"])
     amp = ratios(["netspec --amp (bf16)"]) if "netspec --amp (bf16)" in cpu_variants else []
     ok = min(defaults) >= 1.2

@@ -501,9 +501,7 @@ class Elaborator:
         if args is None:
             args = self.instance_args(template, raw, pos, names, in_shape)
             if memo is not None:
-                if len(_ARGS) >= 10_000:
-                    _ARGS.clear()
-                _ARGS[memo] = dict(args)
+                _remember(_ARGS, memo, dict(args))
             return args
         return dict(args)  # each instance its own dict
 
@@ -631,11 +629,16 @@ _VALIDATED: dict = {}  # (Params class or plan, frozen values) -> the Params mod
 def _validated(memo, params_class, values):
     """Validate op parameters, remembering the model: the same values recur in every instance of a
     block and in every load of a spec. Only successes are kept, so an error is raised on every load."""
-    params = params_class.__pydantic_validator__.validate_python(values)
-    if len(_VALIDATED) >= 10_000:  # a long session of edited specs: start again with what recurs now
-        _VALIDATED.clear()
-    _VALIDATED[memo] = params
-    return params
+    return _remember(_VALIDATED, memo, params_class.__pydantic_validator__.validate_python(values))
+
+
+def _remember(table: dict, key, value):
+    """Keep `value` under `key` in a memo of at most 10,000 entries; a full one starts again, so that
+    a long session of edited specs keeps what recurs now."""
+    if len(table) >= 10_000:
+        table.clear()
+    table[key] = value
+    return value
 
 
 _ARGS: dict = {}  # (template, input shape, given values) -> a template instance's arguments; bounded
