@@ -16,9 +16,10 @@ information and run in the first round only, which keeps `make bench` near
 10 minutes.
 
 On CPU netspec runs float32 like the book (the like-for-like ratio), with its
-CPU defaults (channels-last: the same arithmetic, NHWC memory; the target is
-judged on these) and with `--no-channels-last` (NCHW, the book's layout), and
-also with `--amp` (bf16 autocast; fast where the CPU has AVX-512 BF16 or AMX,
+CPU defaults (the target is judged on these: the memory layout is chosen per
+network, channels-last for ResNet-18 and NCHW, the book's, for LeNet; see
+`default_channels_last`) and with the other layout forced, and also with
+`--amp` (bf16 autocast; fast where the CPU has AVX-512 BF16 or AMX,
 emulated and slower elsewhere). When CUDA is
 present, the GPU variant runs too: the book loop on the GPU (float32, NCHW,
 DataLoader, `.to(device)` per batch) against netspec train's GPU defaults
@@ -47,7 +48,8 @@ GPU_CASES = {
     "lenet_bn": (None, 256, 1.0, 60_000, 10_000),
     "resnet18": (96, 256, 0.05, 60_000, 10_000),
 }
-DEFAULTS = "netspec (defaults: fp32, channels-last)"  # the variant the CPU target is judged on
+DEFAULTS = "netspec (defaults: fp32, layout by network)"  # the variant the CPU target is judged on
+OTHER = "netspec, the other layout"
 RATE = re.compile(r"([0-9.]+) examples/sec")
 
 
@@ -66,6 +68,21 @@ def book_cmd(model, resize, batch, lr, n_train, n_test, epochs, device):
     if resize:
         cmd += ["--resize", str(resize)]
     return cmd
+
+
+def default_layout(model: str) -> bool:
+    """Whether `netspec train` picks channels-last for this zoo model on CPU."""
+    import torch
+
+    import netspec
+    from netspec.train.loop import default_channels_last
+
+    return default_channels_last(torch.device("cpu"), netspec.compile(str(SPECS / f"{model}.yaml")))
+
+
+def other_layout(model: str) -> list[str]:
+    """The flag that forces the layout the CPU default does not pick."""
+    return ["--no-channels-last"] if default_layout(model) else ["--channels-last"]
 
 
 def run_netspec(cmd, out: Path) -> dict:
@@ -96,6 +113,7 @@ def compare(cases: dict, device: str, variants: dict, epochs: int, rounds: dict,
             runs = {"book": lambda: run_book(book_cmd(model, resize, batch, lr, n_train, n_test, epochs, device))}
             for name, extra in variants.items():
                 out = tmp / f"{model}-{name.replace(' ', '_')}"
+                extra = extra(model) if callable(extra) else extra
                 runs[name] = (lambda e=extra, o=out: run_netspec(
                     netspec_cmd(model, resize, batch, lr, n_train, n_test, epochs, o, device, e), o))
             samples = {k: [] for k in runs}
@@ -113,7 +131,8 @@ def compare(cases: dict, device: str, variants: dict, epochs: int, rounds: dict,
                             "commands": {"book": " ".join(book_cmd(model, resize, batch, lr, n_train, n_test, epochs,
                                                                    device)[1:]),
                                          **{k: " ".join(netspec_cmd(model, resize, batch, lr, n_train, n_test,
-                                                                    epochs, "DIR", device, e)[1:])
+                                                                    epochs, "DIR", device,
+                                                                    e(model) if callable(e) else e)[1:])
                                             for k, e in variants.items()}}})
             print(f"  {model} {device}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rate.items()), flush=True)
     finally:
@@ -139,8 +158,7 @@ def run(quick: bool = False) -> dict:
     import torch
 
     common.header("4. End to end: netspec train versus the book's loop (Fashion-MNIST subset)")
-    cpu_variants = {DEFAULTS: [],
-                    "netspec --no-channels-last": ["--no-channels-last"]}
+    cpu_variants = {DEFAULTS: [], OTHER: other_layout}
     if common.native_bf16():
         cpu_variants["netspec --amp (bf16)"] = ["--amp"]
     else:
@@ -149,6 +167,8 @@ def run(quick: bool = False) -> dict:
     cases = dict(CPU_CASES)
     if quick:
         cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
+    layouts = {m: "channels-last" if default_layout(m) else "NCHW" for m in cases}
+    print("The CPU default layout: " + ", ".join(f"{m} {v}" for m, v in layouts.items()) + "\n")
     cpu = compare(cases, "cpu", cpu_variants, 1, {"lenet_bn": 1 if quick else 2, "resnet18": 1 if quick else 2},
                   once=[k for k in cpu_variants if k != DEFAULTS])
     print(table(HEADERS, rows_of(cpu, cpu_variants)))
@@ -160,12 +180,13 @@ def run(quick: bool = False) -> dict:
     def each(values):
         return ", ".join("%s %.2f×" % (r["model"], v) for r, v in zip(cpu, values))
     defaults = ratios([DEFAULTS])
-    nchw = ratios(["netspec --no-channels-last"])
+    other = ratios([OTHER])
     amp = ratios(["netspec --amp (bf16)"]) if "netspec --amp (bf16)" in cpu_variants else []
     ok = min(defaults) >= 1.2
     print(f"\n- target ≥1.2× on CPU, float32 like the book, the runner's CPU defaults: {common.verdict(ok)} "
-          f"({each(defaults)}); NCHW like the book: {each(nchw)}; bf16 autocast: {each(amp) or 'not run'}")
-    result = {"cpu": cpu, "cpu_rows": rows_of(cpu, cpu_variants), "target_cpu": [ok, defaults, nchw, amp]}
+          f"({each(defaults)}); the other layout: {each(other)}; bf16 autocast: {each(amp) or 'not run'}")
+    result = {"cpu": cpu, "cpu_rows": rows_of(cpu, cpu_variants), "target_cpu": [ok, defaults, other, amp],
+              "cpu_layout": layouts}
     if torch.cuda.is_available():
         gpu_variants = {"netspec (bf16, channels-last)": [], "netspec --compile": ["--compile"]}
         gpu = compare(GPU_CASES, "cuda", gpu_variants, 2, {"lenet_bn": 2, "resnet18": 2})

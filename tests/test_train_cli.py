@@ -135,12 +135,15 @@ def test_threads_reach_torch_during_the_run_and_are_recorded(spec, monkeypatch):
     assert json.loads((run / "config.json").read_text())["config"]["threads"] == want
 
 
-@pytest.mark.parametrize("flag, nhwc", [([], True), (["--no-channels-last"], False)])
-def test_channels_last_is_the_cpu_default_and_the_flag_turns_it_off(spec, flag, nhwc):
-    assert main(["train", str(spec), "--quiet", "--input", "3,28,28", "--out", "run", *flag]) == 0
-    weight = checkpoint.load("run/last.pt")["model"]["0.weight"]  # (4, 3, 3, 3): the layouts differ
+@pytest.mark.parametrize("width, flag, nhwc", [(32, [], True), (4, [], False), (32, ["--no-channels-last"], False),
+                                               (4, ["--channels-last"], True)])
+def test_the_cpu_layout_follows_the_network_width_unless_a_flag_says(spec, width, flag, nhwc):
+    assert main(["train", str(spec), "--quiet", "--input", "3,28,28", "--out", "run", "-p", f"width={width}",
+                 *flag]) == 0
+    weight = checkpoint.load("run/last.pt")["model"]["0.weight"]  # (width, 3, 3, 3): the layouts differ
     assert weight.is_contiguous(memory_format=torch.channels_last) == nhwc and weight.is_contiguous() != nhwc
-    assert json.loads(Path("run/config.json").read_text())["config"]["channels_last"] == (False if flag else None)
+    assert json.loads(Path("run/config.json").read_text())["config"]["channels_last"] == (
+        {"--no-channels-last": False, "--channels-last": True}[flag[0]] if flag else None)
 
 
 def test_resume_with_a_changed_spec_is_refused_unless_forced(spec, capsys):

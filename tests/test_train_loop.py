@@ -205,9 +205,16 @@ def test_bf16_autocast_on_cpu_and_label_smoothing_train(tmp_path):
     assert result.test_acc > 0.5 and torch.isfinite(torch.tensor(result.loss))
 
 
-def test_channels_last_by_default_on_cuda_and_cpu_not_mps():
-    assert default_channels_last(torch.device("cpu")) and default_channels_last(torch.device("cuda"))
-    assert not default_channels_last(torch.device("mps"))
+def test_channels_last_by_default_on_cuda_on_cpu_for_wide_convs_and_never_on_mps():
+    def convs(*widths):
+        return nn.Sequential(*[nn.Conv2d(1, w, 3) for w in widths], nn.Flatten(), nn.LazyLinear(10))
+    cpu = torch.device("cpu")
+    assert default_channels_last(torch.device("cuda")) and default_channels_last(torch.device("cuda"), convs(4))
+    assert default_channels_last(cpu, convs(6, 16, 32)) and default_channels_last(cpu, convs(512))
+    assert not default_channels_last(cpu, convs(6, 16)) and not default_channels_last(cpu, convs(31))
+    assert not default_channels_last(cpu, nn.Sequential(nn.Flatten(), nn.Linear(784, 512)))  # no conv at all
+    assert not default_channels_last(cpu, nn.Conv1d(1, 64, 3))  # NHWC is for 2-D images
+    assert not default_channels_last(torch.device("mps"), convs(64))
 
 
 def test_channels_last_trains_as_contiguous_does(tmp_path):
@@ -221,11 +228,11 @@ def test_channels_last_trains_as_contiguous_does(tmp_path):
         return nn.Sequential(*[m for m in tiny(shape) if not isinstance(m, nn.Dropout)])
     rgb = ModelSource("tiny", (3, 28, 28), net, spec_hash="tiny-rgb")
     config = dict(QUICK, epochs=1, max_steps=4)
-    default = run(config, tmp_path, "default", model=rgb)
+    on = run(dict(config, channels_last=True), tmp_path, "on", model=rgb)
     off = run(dict(config, channels_last=False), tmp_path, "off", model=rgb)
-    nhwc, nchw = (checkpoint.load(r.run_dir / "last.pt")["model"] for r in (default, off))
+    nhwc, nchw = (checkpoint.load(r.run_dir / "last.pt")["model"] for r in (on, off))
     assert nhwc["0.weight"].is_contiguous(memory_format=torch.channels_last) and not nhwc["0.weight"].is_contiguous()
     assert nchw["0.weight"].is_contiguous()
     for name in nchw:
         torch.testing.assert_close(nhwc[name], nchw[name], rtol=1e-4, atol=1e-5)
-    assert default.loss == pytest.approx(off.loss, rel=1e-4)
+    assert on.loss == pytest.approx(off.loss, rel=1e-4)

@@ -55,7 +55,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
-                   help="NHWC memory (default: on for CUDA and CPU, off for MPS)")
+                   help="NHWC memory (default: on for CUDA; on CPU for networks with a conv of 32+ channels; off for MPS)")
     p.add_argument("--compile", nargs="?", const=True, metavar="BACKEND", help="torch.compile (default backend inductor)")
     p.add_argument("--seed", type=int)
     p.add_argument("--label-smoothing", type=float)

@@ -178,11 +178,11 @@ class TrainConfig(_Strict):
         CPU with AVX-512/AMX: 1.3-2.4x faster for conv nets).
       amp_dtype: bfloat16, or float16 (with a gradient scaler) for old GPUs.
       channels_last: NHWC memory for the network and its batches; None = on
-        for CUDA and CPU, off for MPS. On CPU most zoo networks train
-        1.04-1.5x faster in it (ResNet-18, GoogLeNet, DenseNet, MobileNet);
-        narrow LeNet (0.92x) and full-width VGG-11 (0.85x) are slower: pass
-        false for them. Dropout's masks follow the memory order, so a seed
-        gives other masks in the other layout.
+        for CUDA, off for MPS, and on CPU for a network whose widest 2-D conv
+        has 32 or more output channels: in `benchmarks/layout.py` the zoo's
+        wide networks trained 1.0-1.4x faster in it, LeNet (6 and 16
+        channels) 0.77x as fast. Dropout's masks follow the memory order, so
+        a seed gives other masks in the other layout.
       compile: torch.compile the model; true, or a backend name.
       checkpoint_every: also write last.pt every N steps.
       threads: PyTorch's CPU threads (torch.set_num_threads); None = PyTorch's
