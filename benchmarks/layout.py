@@ -71,7 +71,7 @@ def run(quick: bool = False) -> dict:
         fns = {"NCHW": step_fn(module, x, y, False), "NHWC": step_fn(copy.deepcopy(module), x, y, True)}
         t = interleaved(fns, repeats=3 if quick else 5, warmup=2, target_s=0.25, budget_s=2 if quick else BUDGET_S)
         ratio = median(t["NCHW"]) / median(t["NHWC"])
-        picked = "NHWC" if default_channels_last(torch.device("cpu"), net) else "NCHW"
+        picked = "NHWC" if default_channels_last(torch.device("cpu"), module) else "NCHW"
         right = (picked == "NHWC") == (ratio > 1)
         rows.append([name, "×".join(map(str, shape)), batch, f"{batch / median(t['NCHW']):,.1f}",
                      f"{batch / median(t['NHWC']):,.1f}", common.x(ratio), len(t["NCHW"]),

@@ -15,8 +15,8 @@ input size (LeNet hard-codes Linear(16*4*4)), the netspec-built module is used.
 
 Also: one fresh process each way (`netspec check` versus `python -c "import
 torch...; torchinfo.summary(...)"`), and time versus depth for ResNet
-18/34/50/101/152, DenseNet 121/169/201 and a generated 1,001-layer ResNet,
-with a least-squares line through (nodes, ms).
+18/34/50/101/152, DenseNet 121/169/201/264 and a generated 1,001-layer ResNet
+and DenseNet, with a least-squares line through (nodes, ms) per family.
 """
 
 from __future__ import annotations
@@ -52,6 +52,9 @@ DENSENET_BLOCKS = {
     "densenet121": [6, 12, 24, 16],
     "densenet169": [6, 12, 32, 32],
     "densenet201": [6, 12, 48, 32],
+    "densenet264": [6, 12, 64, 48],  # the paper's deepest ImageNet DenseNet
+    # 498 dense layers x 2 convs + 3 transition convs + stem conv + classifier = 1,001 weight layers
+    "densenet1001": [6, 12, 400, 80],
 }
 
 

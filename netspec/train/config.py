@@ -179,10 +179,11 @@ class TrainConfig(_Strict):
       amp_dtype: bfloat16, or float16 (with a gradient scaler) for old GPUs.
       channels_last: NHWC memory for the network and its batches; None = on
         for CUDA, off for MPS, and on CPU for a network whose widest 2-D conv
-        has 32 or more output channels: in `benchmarks/layout.py` the zoo's
-        wide networks trained 1.0-1.4x faster in it, LeNet (6 and 16
-        channels) 0.77x as fast. Dropout's masks follow the memory order, so
-        a seed gives other masks in the other layout.
+        has 32 or more output channels: in `benchmarks/layout.py` LeNet (6
+        and 16 channels) trained 0.77-0.82x as fast in it, NiN, GoogLeNet,
+        ResNet-18 and DenseNet 1.07-1.36x faster, AlexNet and full-width
+        VGG-11 either way (0.87-1.20x). Dropout's masks follow the memory
+        order, so a seed gives other masks in the other layout.
       compile: torch.compile the model; true, or a backend name.
       checkpoint_every: also write last.pt every N steps.
       threads: PyTorch's CPU threads (torch.set_num_threads); None = PyTorch's
