@@ -52,7 +52,7 @@ DENSENET_BLOCKS = {
     "densenet121": [6, 12, 24, 16],
     "densenet169": [6, 12, 32, 32],
     "densenet201": [6, 12, 48, 32],
-    "densenet264": [6, 12, 64, 48],  # the paper's deepest ImageNet DenseNet
+    "densenet264": [6, 12, 64, 48],  # the paper's deepest ImageNet DenseNet (265 weight layers as 121 counts)
     # 498 dense layers x 2 convs + 3 transition convs + stem conv + classifier = 1,001 weight layers
     "densenet1001": [6, 12, 400, 80],
 }

@@ -1,0 +1,57 @@
+"""The benchmarks' own arithmetic and inputs: what they report must mean what it says.
+
+Timings are never asserted (RESULTS.md holds them); these check that the
+depth curve's generated networks are the architectures they are named after,
+that the line fit is a least-squares fit, and that the runner's CPU layout
+default picks, for the zoo, the layout `benchmarks/layout.py` measured faster.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from conftest import REPO, SPECS
+
+sys.path.insert(0, str(REPO))
+
+import netspec  # noqa: E402
+from benchmarks import static  # noqa: E402
+from netspec.train.loop import default_channels_last  # noqa: E402
+
+
+def test_the_fit_recovers_a_line_and_scores_scatter_below_one():
+    xs = [69, 125, 175, 345, 3345]
+    slope, intercept, r2 = static.fit(xs, [0.5 + 0.02 * x for x in xs])
+    assert slope == pytest.approx(0.02) and intercept == pytest.approx(0.5) and r2 == pytest.approx(1.0)
+    assert static.fit(xs, [1, 3, 2, 5, 4])[2] < 0.9
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet152", "densenet169", "densenet201"])
+def test_a_generated_depth_network_is_the_torchvision_architecture_of_its_name(name):
+    torchvision = pytest.importorskip("torchvision")
+    net = netspec.load_text(static.depth_texts()[name], f"<{name}>")
+    reference = getattr(torchvision.models, name)()
+    assert net.n_params == sum(p.numel() for p in reference.parameters())
+    convs = sum(isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)) for m in reference.modules())
+    assert static._weight_layers(net) == convs
+
+
+@pytest.mark.parametrize("name, extra", [("resnet1001", 4), ("densenet1001", 0), ("densenet264", 1)])
+def test_the_deep_generated_networks_have_the_weight_layers_their_names_count(name, extra):
+    """As ResNet-1001 counts: convs and the classifier, not the shortcut projections (4 here). DenseNet-264's
+    block sizes (6, 12, 64, 48, from the paper's table) give 265 as DenseNet-121's count: the name is one short."""
+    net = netspec.load_text(static.depth_texts()[name], f"<{name}>")
+    assert static._weight_layers(net) == int(name.removeprefix("resnet").removeprefix("densenet")) + extra
+
+
+def test_the_cpu_layout_default_is_nchw_for_lenet_alone_in_the_book_zoo():
+    """benchmarks/layout.py: LeNet trained 0.77-0.82x as fast in channels-last, the wide networks were not
+    consistently slower in it."""
+    cpu = torch.device("cpu")
+    picks = {spec.stem: default_channels_last(cpu, netspec.compile(str(spec)))
+             for spec in sorted(SPECS.glob("*.yaml"))}
+    assert picks.pop("lenet_bn") is False and "resnet18" in picks
+    assert all(picks.values()), picks
