@@ -80,11 +80,6 @@ def default_layout(model: str) -> bool:
     return default_channels_last(torch.device("cpu"), netspec.compile(str(SPECS / f"{model}.yaml")))
 
 
-def other_layout(model: str) -> list[str]:
-    """The flag that forces the layout the CPU default does not pick."""
-    return ["--no-channels-last"] if default_layout(model) else ["--channels-last"]
-
-
 def run_netspec(cmd, out: Path) -> dict:
     if out.exists():
         shutil.rmtree(out)
@@ -111,9 +106,9 @@ def compare(cases: dict, device: str, variants: dict, epochs: int, rounds: dict,
     try:
         for model, (resize, batch, lr, n_train, n_test) in cases.items():
             runs = {"book": lambda: run_book(book_cmd(model, resize, batch, lr, n_train, n_test, epochs, device))}
-            for name, extra in variants.items():
+            extras = {name: extra(model) if callable(extra) else extra for name, extra in variants.items()}
+            for name, extra in extras.items():
                 out = tmp / f"{model}-{name.replace(' ', '_')}"
-                extra = extra(model) if callable(extra) else extra
                 runs[name] = (lambda e=extra, o=out: run_netspec(
                     netspec_cmd(model, resize, batch, lr, n_train, n_test, epochs, o, device, e), o))
             samples = {k: [] for k in runs}
@@ -131,9 +126,8 @@ def compare(cases: dict, device: str, variants: dict, epochs: int, rounds: dict,
                             "commands": {"book": " ".join(book_cmd(model, resize, batch, lr, n_train, n_test, epochs,
                                                                    device)[1:]),
                                          **{k: " ".join(netspec_cmd(model, resize, batch, lr, n_train, n_test,
-                                                                    epochs, "DIR", device,
-                                                                    e(model) if callable(e) else e)[1:])
-                                            for k, e in variants.items()}}})
+                                                                    epochs, "DIR", device, e)[1:])
+                                            for k, e in extras.items()}}})
             print(f"  {model} {device}: " + ", ".join(f"{k} {v:.0f}/s" for k, v in rate.items()), flush=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,17 +152,19 @@ def run(quick: bool = False) -> dict:
     import torch
 
     common.header("4. End to end: netspec train versus the book's loop (Fashion-MNIST subset)")
-    cpu_variants = {DEFAULTS: [], OTHER: other_layout}
+    cases = dict(CPU_CASES)
+    if quick:
+        cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
+    nhwc = {m: default_layout(m) for m in cases}
+    layouts = {m: "channels-last" if v else "NCHW" for m, v in nhwc.items()}
+    print("The CPU default layout: " + ", ".join(f"{m} {v}" for m, v in layouts.items()) + "\n")
+    # the variant shown beside the defaults forces the layout they do not pick
+    cpu_variants = {DEFAULTS: [], OTHER: lambda m: ["--no-channels-last"] if nhwc[m] else ["--channels-last"]}
     if common.native_bf16():
         cpu_variants["netspec --amp (bf16)"] = ["--amp"]
     else:
         print("This CPU has no native bfloat16 (AVX-512 BF16 or AMX): the --amp variant, emulated and several "
               "times slower, is left out.\n")
-    cases = dict(CPU_CASES)
-    if quick:
-        cases = {"lenet_bn": (None, 256, 1.0, 10_240, 1_024), "resnet18": (96, 256, 0.05, 512, 256)}
-    layouts = {m: "channels-last" if default_layout(m) else "NCHW" for m in cases}
-    print("The CPU default layout: " + ", ".join(f"{m} {v}" for m, v in layouts.items()) + "\n")
     cpu = compare(cases, "cpu", cpu_variants, 1, {"lenet_bn": 1 if quick else 2, "resnet18": 1 if quick else 2},
                   once=[k for k in cpu_variants if k != DEFAULTS])
     print(table(HEADERS, rows_of(cpu, cpu_variants)))

@@ -1,4 +1,4 @@
-"""Memory layout on this CPU: one training step in NCHW against channels-last (NHWC), per zoo model.
+"""Memory layout on this CPU: one forward + backward in NCHW against channels-last (NHWC), per zoo model.
 
 Not one of the issue's five benchmarks: it is the evidence behind the
 runner's CPU default (`netspec.train.loop.default_channels_last`), which
@@ -7,9 +7,10 @@ chooses the layout per network because neither is faster for all of them.
     python -m benchmarks.run layout      # ~4 minutes on 2 cores
 
 Per model, at the book's resolution: `netspec.compile` (PyTorch's default
-init), SGD, cross-entropy, forward + backward + step at batch 32 (VGG-11 at
-full width: batch 8, as one step at 32 takes ~12 s here), float32; two
-copies of the same weights, one moved to channels-last with its batches.
+init), the step `overhead.py` times (cross-entropy, forward + backward,
+gradients set to None) at batch 32 (VGG-11 at full width: batch 8, as one
+step at 32 takes ~12 s here), float32; two copies of the same weights, one
+moved to channels-last with its batch.
 Interleaved rounds, medians; the ratio is NCHW time over NHWC time (above 1:
 channels-last is faster). The last column is what the default picks.
 """
@@ -21,6 +22,7 @@ import sys
 
 from . import common
 from .common import SPECS, interleaved, median, table
+from .overhead import step_fn
 
 # row -> (spec, params, input, batch)
 MODELS = {
@@ -37,29 +39,13 @@ QUICK = ("lenet_bn", "resnet18")
 BUDGET_S = 8  # seconds of timed rounds per model, after warm-up
 
 
-def step_fn(net, x, y, channels_last: bool):
-    import torch
-    import torch.nn.functional as F
-
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), lr=0.01)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(net(x), y).backward()
-        opt.step()
-    return step
-
-
 def run(quick: bool = False) -> dict:
     import torch
 
     import netspec
     from netspec.train.loop import default_channels_last
 
-    common.header("Memory layout on this CPU: NCHW against channels-last, one training step")
+    common.header("Memory layout on this CPU: NCHW against channels-last, one forward + backward")
     rows, raw = [], {}
     for name, (spec, params, shape, batch) in MODELS.items():
         if quick and name not in QUICK:
@@ -68,7 +54,8 @@ def run(quick: bool = False) -> dict:
         net = netspec.load(str(SPECS / spec), params, shape)
         module = netspec.compile(net).train()
         x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
-        fns = {"NCHW": step_fn(module, x, y, False), "NHWC": step_fn(copy.deepcopy(module), x, y, True)}
+        nhwc = copy.deepcopy(module).to(memory_format=torch.channels_last)
+        fns = {"NCHW": step_fn(module, x, y), "NHWC": step_fn(nhwc, x.contiguous(memory_format=torch.channels_last), y)}
         t = interleaved(fns, repeats=3 if quick else 5, warmup=2, target_s=0.25, budget_s=2 if quick else BUDGET_S)
         ratio = median(t["NCHW"]) / median(t["NHWC"])
         picked = "NHWC" if default_channels_last(torch.device("cpu"), module) else "NCHW"

@@ -48,7 +48,7 @@ def test_the_deep_generated_networks_have_the_weight_layers_their_names_count(na
 
 
 def test_the_cpu_layout_default_is_nchw_for_lenet_alone_in_the_book_zoo():
-    """benchmarks/layout.py: LeNet trained 0.77-0.82x as fast in channels-last, the wide networks were not
+    """benchmarks/layout.py: LeNet trained 0.77-0.90x as fast in channels-last, the wide networks were not
     consistently slower in it."""
     cpu = torch.device("cpu")
     picks = {spec.stem: default_channels_last(cpu, netspec.compile(str(spec)))

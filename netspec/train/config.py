@@ -180,7 +180,7 @@ class TrainConfig(_Strict):
       channels_last: NHWC memory for the network and its batches; None = on
         for CUDA, off for MPS, and on CPU for a network whose widest 2-D conv
         has 32 or more output channels: in `benchmarks/layout.py` LeNet (6
-        and 16 channels) trained 0.77-0.82x as fast in it, NiN, GoogLeNet,
+        and 16 channels) trained 0.77-0.90x as fast in it, NiN, GoogLeNet,
         ResNet-18 and DenseNet 1.07-1.36x faster, AlexNet and full-width
         VGG-11 either way (0.87-1.20x). Dropout's masks follow the memory
         order, so a seed gives other masks in the other layout.

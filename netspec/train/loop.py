@@ -94,10 +94,10 @@ def default_channels_last(device: torch.device, net=None) -> bool:
     """Whether NHWC memory is the faster default: on CUDA always; on CPU for a network whose widest 2-D
     convolution has at least WIDE_CONV output channels; never on MPS.
 
-    `python -m benchmarks.run layout` timed one training step of each zoo model both ways, three
-    times: LeNet (6 and 16 channels) ran 0.77-0.82x as fast in NHWC; NiN, VGG-11 at ratio 4,
+    `python -m benchmarks.run layout` timed a training step of each zoo model both ways, four
+    times: LeNet (6 and 16 channels) ran 0.77-0.90x as fast in NHWC; NiN, VGG-11 at ratio 4,
     GoogLeNet, ResNet-18 and DenseNet 1.07-1.36x faster; AlexNet and full-width VGG-11 0.87-1.20x
-    (faster in 4 of 6). The choice depends only on the network, so a seed's dropout masks (which
+    (faster in 5 of 8). The choice depends only on the network, so a seed's dropout masks (which
     follow the memory order) are the same every run.
     """
     if device.type == "cuda":
