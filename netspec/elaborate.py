@@ -347,16 +347,22 @@ class Elaborator:
         in_shapes = [inputs[0].shape] if len(inputs) == 1 else [v.shape for v in inputs]
         params = plan.params or (self.mapping_params(plan, names, in_shapes[0]) if raw.__class__ is Map
                                  else self.op_params(op, key, raw, meta, pos, names, in_shapes[0]))
-        try:
-            shape, n_params, flops = op.rules(params, in_shapes)
-        except ops.ShapeError as exc:
-            if isinstance(raw, Map) and exc.field:
-                where = raw.val_pos.get(exc.field, key_pos)
-            elif raw is not None and exc.field and exc.field == op.primary:  # `maxpool: 9`: at the 9
-                where = meta.at(key)
-            else:
-                where = key_pos
-            raise self.error(where, f"{key}: {exc.message}", exc.hint) from None
+        rule = (op, id(params), in_shapes[0]) if len(in_shapes) == 1 else (op, id(params), *in_shapes)
+        known = _RULES.get(rule)
+        if known is not None and known[0] is params:  # the same parameters object on the same shapes
+            _, shape, n_params, flops = known
+        else:
+            try:
+                shape, n_params, flops = op.rules(params, in_shapes)
+            except ops.ShapeError as exc:
+                if isinstance(raw, Map) and exc.field:
+                    where = raw.val_pos.get(exc.field, key_pos)
+                elif raw is not None and exc.field and exc.field == op.primary:  # `maxpool: 9`: at the 9
+                    where = meta.at(key)
+                else:
+                    where = key_pos
+                raise self.error(where, f"{key}: {exc.message}", exc.hint) from None
+            _remember(_RULES, rule, (params, shape, n_params, flops))
         self.total_params += n_params
         if self.total_params > self.max_params:
             raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
@@ -641,6 +647,9 @@ def _remember(table: dict, key, value):
     return value
 
 
+_RULES: dict = {}  # (op, id of its Params model, input shapes) -> (the model, shape, parameters, FLOPs); bounded.
+# Shape rules are pure, and a block's ops meet the same parameters on the same shapes again and again; the
+# model is kept in the entry so that its id cannot be reused while the entry lives.
 _ARGS: dict = {}  # (template, input shape, given values) -> a template instance's arguments; bounded
 _INSTANCES: dict = {}
 _BARE_PLANS: dict = {}  # plans of layers written as a bare op name, e.g. `- relu`

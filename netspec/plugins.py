@@ -6,7 +6,9 @@ A package registers an op by declaring, in its own pyproject.toml,
     space_to_depth = "my_package.ops:SpaceToDepth"
 
 where `SpaceToDepth` is a subclass of `netspec.ops.Op` (its `Params` model,
-`infer`, `count_params`, `flops` and `build`, exactly like a built-in op).
+`infer`, `count_params`, `flops` and `build`, exactly like a built-in op). The
+shape, parameter and FLOP rules must depend on the parameters and input shapes
+alone: netspec remembers their results.
 The registry loads these entry points once, when `netspec.ops` is first
 imported. Only installed distributions can add ops: a spec never names a
 Python module, and netspec never imports one because a spec mentions it.

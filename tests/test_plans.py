@@ -191,3 +191,34 @@ def test_forget_drops_what_is_kept_and_changes_no_answer():
     assert not elaborate._VALIDATED and not elaborate._ARGS and templates.builtins.cache_info().currsize == 0
     assert _table(netspec.load_text(text)) == kept
     assert elaborate._VALIDATED and elaborate._ARGS  # filled again
+
+
+# -- the memo of shape rules (elaborate._RULES) -------------------------------------------------------
+
+class _Forgetful(dict):
+    """A memo that never finds anything: every op's rule runs."""
+
+    def get(self, key, default=None):
+        return default
+
+
+@pytest.mark.parametrize("spec", ZOO)
+def test_remembered_shape_rules_change_no_answer(spec, monkeypatch):
+    from netspec import elaborate
+
+    path = str(SPECS / spec)
+    shapes = [(3, 224, 224), (3, 64, 64)] if "torchvision" in spec else [(1, 224, 224), (1, 96, 96)]
+    remembered = [_table(netspec.load(path, input=s)) for s in shapes for _ in range(2)]
+    monkeypatch.setattr(elaborate, "_RULES", _Forgetful())
+    computed = [_table(netspec.load(path, input=s)) for s in shapes for _ in range(2)]
+    assert remembered == computed
+
+
+def test_a_rule_that_held_on_one_shape_is_checked_again_on_another():
+    text = HEAD + "network:\n  - conv: {out: 4, kernel: 5}\n  - relu\n"
+    assert netspec.load_text(text).output == (4, 4, 4)
+    with pytest.raises(SpecError, match="larger than the padded input"):
+        netspec.load_text(text, input=(3, 3, 3))
+    with pytest.raises(SpecError, match="larger than the padded input"):  # a failure is not remembered
+        netspec.load_text(text, input=(3, 3, 3))
+    assert netspec.load_text(text, input=(3, 6, 6)).output == (4, 2, 2)

@@ -83,7 +83,10 @@ class Op:
         return 0
 
     def rules(self, p, shapes: list[Shape]) -> tuple[Shape, int, int]:
-        """Output shape, parameter count and FLOPs in one call (what elaboration needs of an op)."""
+        """Output shape, parameter count and FLOPs in one call (what elaboration needs of an op).
+
+        A function of `p` and `shapes` alone: elaboration remembers its result for the same
+        parameters object on the same input shapes (a failure is not remembered)."""
         self.check_inputs(shapes)
         out = self.infer(p, shapes)
         return out, self.count_params(p, shapes), self.flops(p, shapes, out)
