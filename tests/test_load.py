@@ -157,6 +157,12 @@ def test_libyaml_and_pure_python_agree_on_any_text(text):
     assert snapshot(text, yaml.CSafeLoader) == snapshot(text, None)
 
 
+@given(text=st.one_of(st.text(), st.lists(YAML_PIECES, max_size=24).map("".join)))
+def test_the_quick_precheck_finds_every_text_the_full_one_sends_to_pure_python(text):
+    if loader._NOT_PLAIN.search(text):
+        assert loader._SUSPECT.search(text)
+
+
 @pytest.mark.parametrize("text", ["a: !!int ", "a: !!float x", "a: !!bool maybe", "a: !!int 99999999999999999999e"])
 def test_a_scalar_its_tag_cannot_read_is_a_located_error(text):
     with pytest.raises(SpecError) as err:
