@@ -196,15 +196,43 @@ class _Builder:
             kind = event.__class__
             if kind is _SCALAR:
                 mark = event.start_mark
-                pos = Pos(file, mark.line + 1, mark.column + 1)
-                if not (event.value or event.style or event.tag) and stack and stack[-1][1] is not _NOKEY \
+                pos = _new(Pos, (file, mark.line + 1, mark.column + 1))
+                text = event.value
+                if event.tag or event.anchor:
+                    value = self.scalar(event, pos)
+                    if event.anchor:
+                        self.anchors[event.anchor] = (value, 1)
+                elif not (text or event.style) and stack and stack[-1][1] is not _NOKEY \
                         and isinstance(stack[-1][0], Map):  # `key:` with no value: at the key's end, where
                     pos = Pos(file, key_end.line + 1, key_end.column + 1)  # both parsers agree
-                value = self.scalar(event, pos)
-                if event.anchor:
-                    self.anchors[event.anchor] = (value, 1)
-                self.count(1, pos)
+                    value = self.scalar(event, pos)
+                elif event.style != '"' and _TAGS.get((text, event.implicit)) == STR_TAG:  # plain text
+                    value = text
+                else:
+                    value = self.scalar(event, pos)
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    self.count(0, pos)
                 key_end = event.end_mark
+                if stack:  # the common places, as `put` would fill them; `put` decides the rest
+                    frame = stack[-1]
+                    container = frame[0]
+                    if container.__class__ is Seq:
+                        container.append(value)
+                        container.item_pos.append(pos)
+                        continue
+                    key = frame[1]
+                    if not frame[3] and value is not _MERGE:
+                        if key is _NOKEY:
+                            if value not in container:
+                                frame[1], frame[2] = value, pos
+                                continue
+                        elif key is not _MERGE:
+                            container[key] = value
+                            container.key_pos[key] = frame[2]
+                            container.val_pos[key] = pos
+                            frame[1] = _NOKEY
+                            continue
             elif kind in _ENDS:
                 container, _, _, _, anchor, pos, start_count = stack.pop()
                 if anchor:
@@ -213,7 +241,7 @@ class _Builder:
                 self.count(1, pos)
             elif kind is _MAP_START or kind is _SEQ_START:
                 mark = event.start_mark
-                pos = Pos(file, mark.line + 1, mark.column + 1)
+                pos = _new(Pos, (file, mark.line + 1, mark.column + 1))
                 if event.tag and event.tag not in CORE_TAGS and event.tag != "!":
                     raise SpecError(pos, f"YAML tag '{event.tag}' is not allowed",
                                     hint="netspec reads plain YAML only: no Python or custom tags")
@@ -224,7 +252,7 @@ class _Builder:
                 continue
             elif kind is _ALIAS:
                 mark = event.start_mark
-                pos = Pos(file, mark.line + 1, mark.column + 1)
+                pos = _new(Pos, (file, mark.line + 1, mark.column + 1))
                 if event.anchor not in self.anchors:
                     raise SpecError(pos, f"unknown alias '*{event.anchor}'")
                 value, size = self.anchors[event.anchor]
@@ -266,6 +294,7 @@ class _Builder:
 
 
 _NOKEY = object()
+_new = tuple.__new__  # `_new(Pos, (file, line, column))`: half the cost of `Pos(...)`, made for every node read
 # libyaml parses about 20x faster than PyYAML's Python parser and gives the same events and marks,
 # except that it accepts tabs as separators, other line breaks and `|#` block scalars, which the Python
 # parser refuses, ends a tag at a comma, and places the empty value of a `? key` elsewhere. So that a
