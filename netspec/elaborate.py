@@ -603,12 +603,15 @@ class _OpPlan:
         # a mapping's (key, expression, where, the name of a plain `$name`) to substitute
         self.exprs = [(k, v, self.raw.at(k), _ref(v)) for k, v in self.raw.items() if not _literal(v)] \
             if isinstance(self.raw, Map) else []
-        if _literal(self.raw) and not self.listed:
-            values = self.raw if isinstance(self.raw, Map) else {} if self.raw is None else \
+        if self.listed or _literal(self.raw):  # a listed op's list is its inputs: it takes no parameters
+            values = {} if self.listed or self.raw is None else self.raw if isinstance(self.raw, Map) else \
                 {self.op.primary: self.raw} if self.op.primary else None
-            if values is not None:
+            if values is not None:  # validated once per distinct value: a spec's own layers are planned anew
+                memo = (self.op.Params, _frozen(values))  # on every load, as its text is parsed anew
+                self.params = _VALIDATED.get(memo)
                 try:
-                    self.params = self.op.Params.__pydantic_validator__.validate_python(values)
+                    if self.params is None:
+                        self.params = _validated(memo, self.op.Params, values)
                 except ValidationError:
                     pass  # reported, with its place, where the layer is elaborated
         if "id" in meta and _literal(meta["id"]) and _bad_name(meta["id"]) is None:

@@ -214,15 +214,15 @@ class _Builder:
                 if self.nodes > MAX_NODES:
                     self.count(0, pos)
                 key_end = event.end_mark
-                if stack:  # the common places, as `put` would fill them; `put` decides the rest
-                    frame = stack[-1]
+                if stack and value is not _MERGE:  # the common places, as `put` would fill them; `put`
+                    frame = stack[-1]  # decides the rest
                     container = frame[0]
                     if container.__class__ is Seq:
                         container.append(value)
                         container.item_pos.append(pos)
                         continue
                     key = frame[1]
-                    if not frame[3] and value is not _MERGE:
+                    if not frame[3]:
                         if key is _NOKEY:
                             if value not in container:
                                 frame[1], frame[2] = value, pos
