@@ -113,14 +113,15 @@ def spec_hash(network: Network) -> str:
 
 def forget() -> None:
     """Drop what netspec keeps between loads in this process: the parsed built-in templates and their
-    layers' plans, and the memos of scalars, expressions, parameters, shape rules and template arguments. The next
+    layers' plans, and the memos of scalars, expressions, parameters, shape rules, ids and template arguments. The next
     load then costs what the first one in a fresh process does (imports aside); benchmarks time it."""
     from . import elaborate, expr
     from .load import _TAGS, _VALUES
 
     template_sets.builtins.cache_clear()
     expr._parsed.cache_clear()
-    for memo in (elaborate._VALIDATED, elaborate._RULES, elaborate._ARGS, elaborate._BARE_PLANS, _TAGS, _VALUES):
+    for memo in (elaborate._VALIDATED, elaborate._RULES, elaborate._ARGS, elaborate._BARE_PLANS, elaborate._GOOD_NAMES,
+                 _TAGS, _VALUES):
         memo.clear()
 
 

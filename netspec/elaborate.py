@@ -518,7 +518,8 @@ class Elaborator:
         if raw.__class__ is not Map:
             return None
         try:
-            return (template, in_shape, *[(key, _frozen(self.value(value, raw.at(key), names, in_shape)))
+            return (template, in_shape, *[(key, (value.__class__, value) if _settled(value) else
+                                           _frozen(self.value(value, raw.at(key), names, in_shape)))
                                           for key, value in raw.items()])
         except SpecError:  # reported by instance_args, in its order
             return None
@@ -574,13 +575,20 @@ class Elaborator:
 
 def _bad_name(name) -> tuple[str, str | None] | None:
     """Why `name` cannot be a node id (message, hint), or None when it can."""
+    if type(name) is str and name in _GOOD_NAMES:  # ids recur in every instance and every load
+        return None
     if not isinstance(name, str) or not NAME.match(name):
         return f"id {name!r} is not a valid name", "letters, digits and _, not starting with a digit"
     if name in RESERVED or name.startswith("_"):
         return f"id '{name}' is reserved (it clashes with a PyTorch module attribute)", None
     if keyword.iskeyword(name):
         return f"id '{name}' is a Python keyword, which the generated code cannot use", f"e.g. '{name}_'"
+    if len(_GOOD_NAMES) < 10_000:
+        _GOOD_NAMES.add(name)
     return None
+
+
+_GOOD_NAMES: set = set()  # ids found good; bounded
 
 
 class _OpPlan:
