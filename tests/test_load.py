@@ -169,3 +169,32 @@ def test_a_scalar_its_tag_cannot_read_is_a_located_error(text):
         load_text(text)
     assert (err.value.pos.line, err.value.pos.col) == (1, 4)
     assert "bad scalar" in err.value.message
+
+
+# -- load_file reads what a text-mode read gives ------------------------------------------------
+from netspec.load import load_file  # noqa: E402
+
+
+@given(body=st.lists(st.sampled_from(["a", ": ", "1", "\n", "\r\n", "\r", "- ", "é", " "]), max_size=30).map("".join))
+def test_load_file_reads_the_text_a_text_mode_read_gives(tmp_path_factory, body):
+    path = tmp_path_factory.mktemp("f") / "s.yaml"
+    path.write_bytes(body.encode("utf-8"))
+    with open(path, encoding="utf-8") as handle:
+        expected = handle.read()
+    try:
+        doc, text = load_file(path)
+    except SpecError as err:
+        assert err.pos.file == str(path) and "cannot read" not in err.message
+        return
+    assert text == expected
+    assert doc == load_text(expected, str(path))
+
+
+def test_load_file_reports_a_missing_or_undecodable_file_at_its_name(tmp_path):
+    with pytest.raises(SpecError, match="file not found"):
+        load_file(tmp_path / "absent.yaml")
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(SpecError, match="cannot read file") as err:
+        load_file(bad)
+    assert err.value.pos.file == str(bad)
