@@ -29,8 +29,7 @@ CORE_TAGS = {
 class Map(dict):
     """A YAML mapping; `.pos` is where it starts, `.key_pos`/`.val_pos` per key."""
 
-    def __init__(self, pos: Pos):
-        super().__init__()
+    def __init__(self, pos: Pos):  # made for every mapping read: dict's own __init__ has nothing to do
         self.pos = pos
         self.key_pos: dict = {}
         self.val_pos: dict = {}
@@ -214,31 +213,14 @@ class _Builder:
                 if self.nodes > MAX_NODES:
                     self.count(0, pos)
                 key_end = event.end_mark
-                if stack and value is not _MERGE:  # the common places, as `put` would fill them; `put`
-                    frame = stack[-1]  # decides the rest
-                    container = frame[0]
-                    if container.__class__ is Seq:
-                        container.append(value)
-                        container.item_pos.append(pos)
-                        continue
-                    key = frame[1]
-                    if not frame[3]:
-                        if key is _NOKEY:
-                            if value not in container:
-                                frame[1], frame[2] = value, pos
-                                continue
-                        elif key is not _MERGE:
-                            container[key] = value
-                            container.key_pos[key] = frame[2]
-                            container.val_pos[key] = pos
-                            frame[1] = _NOKEY
-                            continue
             elif kind in _ENDS:
                 container, _, _, _, anchor, pos, start_count = stack.pop()
                 if anchor:
                     self.anchors[anchor] = (container, self.nodes - start_count + 1)
                 value = container
-                self.count(1, pos)
+                self.nodes += 1
+                if self.nodes > MAX_NODES:
+                    self.count(0, pos)
             elif kind is _MAP_START or kind is _SEQ_START:
                 mark = event.start_mark
                 pos = _new(Pos, (file, mark.line + 1, mark.column + 1))
@@ -272,12 +254,30 @@ class _Builder:
                 continue
             else:  # stream start and end, document end
                 continue
-            if value is _MERGE and not (stack and stack[-1][0].__class__ is Map and stack[-1][1] is _NOKEY):
+            if not stack:
+                root = "<<" if value is _MERGE else value
+                continue
+            frame = stack[-1]  # the common places inline, as `put` fills them; `put` decides the rest
+            container = frame[0]
+            if container.__class__ is Seq:
+                container.append("<<" if value is _MERGE else value)  # a merge only as a mapping key
+                container.item_pos.append(pos)
+                continue
+            key = frame[1]
+            if not frame[3] and value is not _MERGE:
+                if key is _NOKEY:
+                    if value.__class__ is not Map and value.__class__ is not Seq and value not in container:
+                        frame[1], frame[2] = value, pos
+                        continue
+                elif key is not _MERGE:
+                    container[key] = value
+                    container.key_pos[key] = frame[2]
+                    container.val_pos[key] = pos
+                    frame[1] = _NOKEY
+                    continue
+            if value is _MERGE and key is not _NOKEY:
                 value = "<<"  # a merge only as a mapping key; elsewhere the text '<<'
-            if stack:
-                self.put(stack, value, pos)
-            else:
-                root = value
+            self.put(stack, value, pos)
         return None if root is _NOKEY else root
 
     def merge(self, target: Map, value, pos: Pos, merged: set) -> None:
