@@ -398,8 +398,12 @@ class Elaborator:
     def mapping_params(self, plan: "_OpPlan", names: dict, in_shape: Shape):
         """Parameters given as a mapping: only its expressions are substituted, and each distinct
         result is validated once (`_validated`)."""
-        subs = [self.substituted(raw, ref, at, names, in_shape) for _, raw, at, ref in plan.exprs]
-        memo = (plan, *[(v.__class__, v) if v.__class__ in _SCALARS else _frozen(v) for v in subs])
+        subs, memo = [], [plan]  # a loop, not comprehensions: this runs for most ops of every block
+        for _, raw, at, ref in plan.exprs:
+            value = names[ref] if ref is not None and ref in names else self.value(raw, at, names, in_shape)
+            subs.append(value)
+            memo.append((value.__class__, value) if value.__class__ in _SCALARS else _frozen(value))
+        memo = tuple(memo)
         params = _VALIDATED.get(memo)
         if params is None:
             values = dict(plan.raw)
