@@ -36,6 +36,13 @@ def setup(device_kind: str) -> World:
     return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+def finish(world: World) -> None:
+    """Wait for every rank after a run that ended well, so that none tears the group down while another
+    is still in it (a gloo rank once aborted at exit under a loaded machine; not reproduced since)."""
+    if world.distributed and dist.is_initialized():
+        dist.barrier()
+
+
 def teardown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -166,7 +166,9 @@ def run_training(config, model: ModelSource, options: RunOptions | None = None) 
         if world.distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(device)
-        return _Run(config, model, options, device, world).train()
+        result = _Run(config, model, options, device, world).train()
+        distributed.finish(world)
+        return result
     finally:
         distributed.teardown(world)
 
