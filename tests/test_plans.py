@@ -188,9 +188,10 @@ def test_forget_drops_what_is_kept_and_changes_no_answer():
     text = HEAD + "network:\n  - residual: {out: 8}\n  - {conv: {out: 4, kernel: $k}}\nparams: {k: 3}\n"
     kept = _table(netspec.load_text(text))
     api.forget()
-    assert not elaborate._VALIDATED and not elaborate._ARGS and templates.builtins.cache_info().currsize == 0
+    memos = (elaborate._VALIDATED, elaborate._ARGS, elaborate._RULES, elaborate._GOOD_NAMES)
+    assert not any(memos) and templates.builtins.cache_info().currsize == 0
     assert _table(netspec.load_text(text)) == kept
-    assert elaborate._VALIDATED and elaborate._ARGS  # filled again
+    assert all(memos)  # filled again
 
 
 # -- the memo of shape rules (elaborate._RULES) -------------------------------------------------------
