@@ -154,7 +154,8 @@ class Elaborator:
             item_map, key = None, self.kind_of_name(item, pos)
         elif isinstance(item, Map):
             plan = item.__dict__.get("plan")  # an op layer seen before: its kind is known
-            item_map, key = item, plan.key if plan is not None else self.kind_of_map(item)
+            item_map, key = item, plan.key if plan is not None else item.__dict__.get("structure") or \
+                self.kind_of_map(item)
         else:
             raise self.error(pos, f"a layer must be an op name or a mapping, got {type(item).__name__}"
                              f" {item!r}", hint="e.g. `- relu` or `- conv: {out: 64, kernel: 3}`")
@@ -215,11 +216,14 @@ class Elaborator:
             self.only(item, keys, {"group", "layers"}, "group")
             if "layers" not in item:
                 raise self.error(item.at("group"), "a group needs 'layers'")
+            item.__dict__["structure"] = "group"  # these kinds depend on the keys alone: kept on the layer
             return "group"
         if "parallel" in keys:
             self.only(item, keys, {"parallel", "merge"}, "parallel")
+            item.__dict__["structure"] = "parallel"
             return "parallel"
         if keys == ["layers"]:
+            item.__dict__["structure"] = "layers"
             return "layers"
         kinds = [k for k in keys if ops.get(k) or k in self.templates]
         for key in keys:
@@ -729,9 +733,11 @@ def _settled(value) -> bool:
 
 def _group_id(meta: Map) -> Map:
     """A group's name as an `id`; `group: null` has none, so it is numbered like an unnamed layer."""
-    id_meta = Map(meta.pos)
-    if meta["group"] is not None:
-        id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
+    id_meta = meta.__dict__.get("group_id")  # made once per parsed group: a template's, for every instance
+    if id_meta is None:
+        id_meta = meta.__dict__["group_id"] = Map(meta.pos)
+        if meta["group"] is not None:
+            id_meta["id"], id_meta.val_pos["id"] = meta["group"], meta.at("group")
     return id_meta
 
 
