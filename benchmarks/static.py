@@ -330,7 +330,7 @@ def run(quick: bool = False) -> dict:
           f"default ({z['default_threads']}) threads and one thread. Medians of interleaved repeats. "
           "The spec is read, parsed, substituted and inferred on every load; what netspec keeps between "
           "loads (built-in templates parsed once, with their layers' plans; memos of scalars, expressions, "
-          "validated parameters and template arguments) is dropped before each 'first load' call "
+          "validated parameters, shape rules, ids and template arguments) is dropped before each 'first load' call "
           "(netspec.api.forget), which then costs what the first load in a fresh process does.")
     key = {r[0] + r[1]: r for r in z["rows"]}
     targets = {}
