@@ -155,19 +155,33 @@ def zoo(quick: bool = False) -> dict:
     On a shared 2-core machine a 2-thread forward collapses when another process
     holds a core (RESULTS.md); taking the faster setting keeps that collapse
     from flattering netspec.
+
+    Every spec's functions take part in one round-robin: a round times each
+    function of each spec once, so a spec's samples are spread over the whole
+    section instead of a second or two of it, and a slow spell of the machine
+    falls on a round of every row rather than on every round of one row.
+    Within a round, a spec's functions run back to back, as before. The first
+    loads (after `forget`) are timed afterwards, spec by spec.
     """
     import torch
 
     rows, raw = [], []
     default_threads = torch.get_num_threads()
-    for name, shape, path, params, model_fn, seed, note in _cases(quick):
-        model = model_fn().eval()
-        info, meta = _torchinfo(model, shape), _meta_forward(model_fn, shape)
-        fns = {"netspec": _netspec(path, params, shape), "netspec first load": _netspec(path, params, shape, True),
-               "torchinfo": info, "meta": meta}
+    cases, models, fns = _cases(quick), [], {}
+    for index, (name, shape, path, params, model_fn, seed, note) in enumerate(cases):
+        models.append(model_fn().eval())
+        info, meta = _torchinfo(models[-1], shape), _meta_forward(model_fn, shape)
+        own = {"netspec": _netspec(path, params, shape), "torchinfo": info, "meta": meta}
         if default_threads > 1:
-            fns.update({"torchinfo 1 thread": _threads(info, 1), "meta 1 thread": _threads(meta, 1)})
-        t = interleaved(fns, repeats=3 if quick else 5, warmup=2)
+            own.update({"torchinfo 1 thread": _threads(info, 1), "meta 1 thread": _threads(meta, 1)})
+        fns.update({(index, label): fn for label, fn in own.items()})
+    print(f"  {len(cases)} specs, {len(fns)} functions, timed round-robin", flush=True)
+    times = interleaved(fns, repeats=3 if quick else 5, warmup=2)
+    for index, (name, shape, path, params, model_fn, seed, note) in enumerate(cases):
+        t = {label: samples for (case, label), samples in times.items() if case == index}
+        # apart, spec by spec: `forget` would otherwise leave the next spec's warm calls cold
+        t.update(interleaved({"netspec first load": _netspec(path, params, shape, True)},
+                             repeats=3 if quick else 5, warmup=2))
         n = median(t["netspec"])
         ti = min(median(v) for k, v in t.items() if k.startswith("torchinfo"))
         me = min(median(v) for k, v in t.items() if k.startswith("meta"))
@@ -177,7 +191,7 @@ def zoo(quick: bool = False) -> dict:
         raw.append({"name": name, "input": shape, "seconds": t, "netspec_s": t["netspec"], "torchinfo_best_s": ti,
                     "meta_best_s": me, "seed": seed, "baseline_model": note or "tests/reference_models.py"})
         print(f"  {name} {shape}: netspec {ms(n)} ms, torchinfo {ms(ti)} ms, meta {ms(me)} ms", flush=True)
-        del model
+    del models
     return {"rows": rows, "raw": raw, "default_threads": default_threads}
 
 
