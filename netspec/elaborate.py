@@ -619,7 +619,8 @@ class _OpPlan:
         # a mapping's (key, expression, where, the name of a plain `$name`) to substitute
         self.exprs = [(k, v, self.raw.at(k), _ref(v)) for k, v in self.raw.items() if not _literal(v)] \
             if isinstance(self.raw, Map) else []
-        if self.listed or _literal(self.raw):  # a listed op's list is its inputs: it takes no parameters
+        literal = not self.exprs if isinstance(self.raw, Map) else _literal(self.raw)
+        if self.listed or literal:  # a listed op's list is its inputs: it takes no parameters
             values = {} if self.listed or self.raw is None else self.raw if isinstance(self.raw, Map) else \
                 {self.op.primary: self.raw} if self.op.primary else None
             if values is not None:  # validated once per distinct value: a spec's own layers are planned anew
@@ -720,7 +721,8 @@ _NO_META = Map(Pos("<none>", 1, 1))  # the meta keys of a layer written as a bar
 def _frozen(value):
     """A hashable image of a parameter value that keeps types apart (1, 1.0 and True differ)."""
     if isinstance(value, dict):
-        return (dict, tuple((k, _frozen(v)) for k, v in value.items()))
+        return (dict, tuple([(k, (v.__class__, v) if v.__class__ in _SCALARS else _frozen(v))
+                             for k, v in value.items()]))
     if isinstance(value, list):
         return (list, tuple(_frozen(v) for v in value))
     return (type(value), value)
