@@ -18,6 +18,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from netspec.files import write_atomic
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -206,10 +208,12 @@ def save(name: str, payload: dict, command: str | None = None) -> Path:
     benchmarks that produced it when that is not NAME."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
-    threads = f" --threads {os.environ['OMP_NUM_THREADS']}" if RESULTS_DIR.name.startswith("threads") else ""
-    payload = {"command": f"python -m benchmarks.run {name if command is None else command}{threads}".rstrip(),
+    threads = f" --threads {os.environ['OMP_NUM_THREADS']}" if any(
+        part.startswith("threads") for part in RESULTS_DIR.parts[-2:]) else ""
+    quick = " --quick" if RESULTS_DIR.name == "quick" and command is None else ""
+    payload = {"command": f"python -m benchmarks.run {name if command is None else command}{quick}{threads}".rstrip(),
                **payload}
-    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_atomic(path, (json.dumps(payload, indent=2, default=str) + "\n").encode())  # never half a file
     return path
 
 

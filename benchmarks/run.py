@@ -9,7 +9,9 @@ version of each for a smoke test (a few minutes); --full also runs
 `torch.compile` for every seed model in `overhead`; --threads N sets
 PyTorch's CPU threads, in this process and (OMP_NUM_THREADS) in the processes
 it starts (default: PyTorch's own, one per core), and writes the raw numbers
-to benchmarks/results/threadsN/ instead.
+to benchmarks/results/threadsN/ instead. A --quick run writes its raw numbers
+to benchmarks/results/quick/ (not kept in git), so that a smoke test never
+replaces the figures RESULTS.md quotes.
 
 Each prints Markdown tables of ratios against a baseline measured in the same
 run and writes its raw numbers to benchmarks/results/NAME.json.
@@ -43,6 +45,8 @@ def main(argv=None) -> int:
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
         common.RESULTS_DIR = common.RESULTS_DIR / f"threads{threads}"
+    if quick:
+        common.RESULTS_DIR = common.RESULTS_DIR / "quick"
     names = [a for a in argv if not a.startswith("-")] or DEFAULT
     unknown = [n for n in names if n not in ALL]
     if unknown:

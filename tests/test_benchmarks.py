@@ -55,3 +55,18 @@ def test_the_cpu_layout_default_is_nchw_for_lenet_alone_in_the_book_zoo():
              for spec in sorted(SPECS.glob("*.yaml"))}
     assert picks.pop("lenet_bn") is False and "resnet18" in picks
     assert all(picks.values()), picks
+
+
+def test_a_quick_run_keeps_its_numbers_apart_from_the_quoted_ones(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import common, run
+
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path / "results")
+    assert run.main(["--quick", "no-such-benchmark"]) == 2  # refused, after choosing where to write
+    assert common.RESULTS_DIR == tmp_path / "results" / "quick"
+    path = common.save("static", {"rows": []})
+    assert path == tmp_path / "results" / "quick" / "static.json"
+    assert json.loads(path.read_text())["command"] == "python -m benchmarks.run static --quick"
+    assert not (tmp_path / "results" / "static.json").exists()
+    assert [p.name for p in path.parent.iterdir()] == ["static.json"]  # no temporary file left beside it
