@@ -8,17 +8,15 @@ from .ops import fmt
 
 def rows(network: Network, groups: bool = True) -> list[dict]:
     """One dict per node; `shape` has None for the symbolic batch."""
-    out: list[dict] = []
-
-    def add(nodes, depth):  # recursion, not `Network.nodes()`: a generator step per node costs more
-        for node in nodes:
-            if groups or not node.group:
-                out.append({"path": node.path, "op": node.op, "shape": [None, *node.shape],
-                            "params": node.n_params, "flops": node.flops, "depth": depth, "group": node.group})
-            if node.children:
-                add(node.children, depth + 1)
-    add(network.root.children, 0)
-    return out
+    table = []
+    for node, depth in network.nodes():
+        if node.group and not groups:
+            continue
+        table.append({
+            "path": node.path, "op": node.op, "shape": [None, *node.shape],
+            "params": node.n_params, "flops": node.flops, "depth": depth, "group": node.group,
+        })
+    return table
 
 
 def summary(network: Network) -> dict:
