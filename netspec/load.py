@@ -145,13 +145,10 @@ class _Builder:
         return value
 
     def put(self, stack: list, value, pos: Pos) -> None:
-        """Place a finished value in the container being built (the caller has counted it)."""
+        """Place a finished value as the key or the value of the mapping being built (the caller has
+        counted it). `compose` fills lists, and places plain keys and values, itself."""
         frame = stack[-1]
         container = frame[0]
-        if container.__class__ is Seq:
-            container.append(value)
-            container.item_pos.append(pos)
-            return
         key = frame[1]
         if key is _NOKEY:
             if isinstance(value, (Map, Seq)):
@@ -257,7 +254,7 @@ class _Builder:
             if not stack:
                 root = "<<" if value is _MERGE else value
                 continue
-            frame = stack[-1]  # the common places inline, as `put` fills them; `put` decides the rest
+            frame = stack[-1]  # lists, and the common places in a mapping, inline; `put` decides the rest
             container = frame[0]
             if container.__class__ is Seq:
                 container.append("<<" if value is _MERGE else value)  # a merge only as a mapping key
