@@ -406,7 +406,7 @@ class Elaborator:
         for _, raw, at, ref in plan.exprs:
             value = names[ref] if ref is not None and ref in names else self.value(raw, at, names, in_shape)
             subs.append(value)
-            memo.append((value.__class__, value) if value.__class__ in _SCALARS else _frozen(value))
+            memo.append(_frozen(value))
         memo = tuple(memo)
         params = _VALIDATED.get(memo)
         if params is None:
@@ -526,8 +526,8 @@ class Elaborator:
         if raw.__class__ is not Map:
             return None
         try:
-            return (template, in_shape, *[(key, (value.__class__, value) if _settled(value) else
-                                           _frozen(self.value(value, raw.at(key), names, in_shape)))
+            return (template, in_shape, *[(key, _frozen(value if _settled(value) else
+                                                        self.value(value, raw.at(key), names, in_shape)))
                                           for key, value in raw.items()])
         except SpecError:  # reported by instance_args, in its order
             return None
@@ -720,9 +720,10 @@ _NO_META = Map(Pos("<none>", 1, 1))  # the meta keys of a layer written as a bar
 
 def _frozen(value):
     """A hashable image of a parameter value that keeps types apart (1, 1.0 and True differ)."""
+    if value.__class__ in _SCALARS:  # the usual case, first
+        return (value.__class__, value)
     if isinstance(value, dict):
-        return (dict, tuple([(k, (v.__class__, v) if v.__class__ in _SCALARS else _frozen(v))
-                             for k, v in value.items()]))
+        return (dict, tuple([(k, _frozen(v)) for k, v in value.items()]))
     if isinstance(value, list):
         return (list, tuple(_frozen(v) for v in value))
     return (type(value), value)
