@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SPECS := $(wildcard specs/*.yaml) $(wildcard specs/torchvision/*.yaml)
 
-.PHONY: demo test setup zoo bench schema clean
+.PHONY: demo test setup zoo bench gpu-pack schema clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks.run
+
+# For a lent GPU machine: wheels and data into .gpu/, for benchmarks/gpu_run.sh there.
+gpu-pack: setup
+	bash benchmarks/gpu_pack.sh
 
 schema: setup
 	$(PY) -m netspec schema -o schema/netspec.schema.json

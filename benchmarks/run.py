@@ -4,7 +4,8 @@ NAME is static, overhead, data, e2e (all four when none is given: what
 `make bench` runs, about 8-10 minutes on 2 calm CPU cores) or accuracy (a
 15-minute training run, never part of the default) or threads (1 thread
 against the default, to read the machine's contention) or layout (NCHW
-against channels-last per zoo model: the evidence for the CPU default). --quick runs a reduced
+against channels-last per zoo model: the evidence for the CPU default) or gpu
+(the GPU variant of e2e alone, for a lent GPU machine: benchmarks/gpu_run.sh). --quick runs a reduced
 version of each for a smoke test (a few minutes); --full also runs
 `torch.compile` for every seed model in `overhead`; --threads N sets
 PyTorch's CPU threads, in this process and (OMP_NUM_THREADS) in the processes
@@ -25,7 +26,7 @@ import time
 from . import common
 
 DEFAULT = ["static", "overhead", "data", "e2e"]
-ALL = DEFAULT + ["accuracy", "threads", "layout"]
+ALL = DEFAULT + ["accuracy", "threads", "layout", "gpu"]
 
 
 def main(argv=None) -> int:

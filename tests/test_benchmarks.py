@@ -70,3 +70,38 @@ def test_a_quick_run_keeps_its_numbers_apart_from_the_quoted_ones(tmp_path, monk
     assert json.loads(path.read_text())["command"] == "python -m benchmarks.run static --quick"
     assert not (tmp_path / "results" / "static.json").exists()
     assert [p.name for p in path.parent.iterdir()] == ["static.json"]  # no temporary file left beside it
+
+
+def test_the_gpu_section_runs_its_whole_path_on_the_cpu(monkeypatch, capsys):
+    """A GPU is lent rarely and for minutes (benchmarks/gpu_run.sh): the section it runs must have run
+    before. Here it runs as written, on the CPU with a tiny subset: the book's loop and two netspec
+    variants as real processes, two epochs each, then the table and the verdict."""
+    from conftest import data_dir
+
+    from benchmarks import e2e
+
+    if data_dir() is None:
+        pytest.skip("real Fashion-MNIST not found ($NETSPEC_DATA or ../shared/data)")
+    monkeypatch.setenv("NETSPEC_DATA", str(data_dir()))
+    variants = {"netspec (defaults)": [], "netspec --compile aot_eager": ["--compile", "aot_eager"]}
+    result = e2e.gpu_section(device="cpu", cases={"lenet_bn": (None, 64, 0.9, 256, 128)}, variants=variants)
+    (run,) = result["gpu"]
+    assert set(run["rate"]) == {"book", *variants} and all(rate > 0 for rate in run["rate"].values())
+    assert all(0 <= acc <= 1 for acc in run["test_acc"].values())
+    assert all("--device cpu" in command and "--epochs 2" in command for command in run["commands"].values())
+    assert "--compile aot_eager" in run["commands"]["netspec --compile aot_eager"]
+    assert [row[3] for row in result["gpu_rows"]] == ["book", *variants]
+    best = max(run["rate"][k] for k in variants) / run["rate"]["book"]
+    assert result["target_gpu"] == [best >= 3, [best]]
+    printed = capsys.readouterr().out
+    assert "GPU: cpu, second epoch of two" in printed and "target ≥3× on GPU" in printed
+
+
+def test_the_gpu_benchmark_says_so_and_writes_nothing_without_cuda(tmp_path, monkeypatch, capsys):
+    from benchmarks import common, gpu
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA device is present: this checks the machines without one")
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    assert gpu.run() == {"gpu": None}
+    assert "No CUDA device" in capsys.readouterr().out and not list(tmp_path.iterdir())
