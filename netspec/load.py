@@ -310,10 +310,31 @@ def _relocated(value):
     return copy.deepcopy(value) if isinstance(value, (Map, Seq)) else value
 
 
+def _lines(text: str) -> list[str]:
+    """The lines as YAML counts them (str.splitlines also breaks at \\v, \\f and others), none after
+    the last break."""
+    lines = _LINE_BREAK.split(text)
+    return lines[:-1] if len(lines) > 1 and lines[-1] == "" else lines
+
+
+def _unclosed_flow(text: str):
+    """The mark of the innermost `{` or `[` still open where the text stops scanning, or None."""
+    opened = []
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if isinstance(token, (yaml.FlowMappingStartToken, yaml.FlowSequenceStartToken)):
+                opened.append(token.start_mark)
+            elif isinstance(token, (yaml.FlowMappingEndToken, yaml.FlowSequenceEndToken)) and opened:
+                opened.pop()
+    except yaml.YAMLError:
+        pass
+    return opened[-1] if opened else None
+
+
 def load_text(text: str, file: str = "<string>"):
     """Parse YAML text into Map/Seq/scalars, raising SpecError with a location."""
     if "\t" in text:
-        for number, line in enumerate(text.splitlines(), 1):
+        for number, line in enumerate(_lines(text), 1):
             indent = line[: len(line) - len(line.lstrip(" \t"))]
             if "\t" in indent:
                 raise SpecError(Pos(file, number, indent.index("\t") + 1),
@@ -327,12 +348,20 @@ def load_text(text: str, file: str = "<string>"):
         return _Builder(file).build(yaml.SafeLoader(text))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        if mark and exc.context_mark and mark.line >= len(text.splitlines()):
+        lines = _lines(text)
+        if mark and exc.context_mark and mark.line >= len(lines):
             mark = exc.context_mark  # at the end of the file: point at what was left open
-        pos = _mark(mark, file) if mark else Pos(file, 1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
-        line = text.splitlines()[pos.line - 1] if 0 < pos.line <= len(text.splitlines()) else ""
+        if exc.problem_mark and exc.problem_mark.index >= len(text):  # the file ended: say what it cut short
+            opener = _unclosed_flow(text)
+            if opener is not None:
+                mark, context = opener, ""
+                problem = f"this '{text[opener.index]}' is never closed: the file ends first"
+        pos = _mark(mark, file) if mark else Pos(file, 1, 1)
+        if pos.line > max(len(lines), 1):  # still past the end: the end of the last line
+            pos = Pos(file, max(len(lines), 1), len(lines[-1]) + 1 if lines else 1)
+        line = lines[pos.line - 1] if 0 < pos.line <= len(lines) else ""
         hint = ('quote an expression inside {...} or [...]: out: "${a + b}"'
                 if "${" in line and "flow" in (exc.context or "") else None)
         raise SpecError(pos, f"YAML syntax: {problem}{context}", hint=hint) from None
