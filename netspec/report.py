@@ -8,15 +8,9 @@ from .ops import fmt
 
 def rows(network: Network, groups: bool = True) -> list[dict]:
     """One dict per node; `shape` has None for the symbolic batch."""
-    table = []
-    for node, depth in network.nodes():
-        if node.group and not groups:
-            continue
-        table.append({
-            "path": node.path, "op": node.op, "shape": [None, *node.shape],
-            "params": node.n_params, "flops": node.flops, "depth": depth, "group": node.group,
-        })
-    return table
+    return [{"path": node.path, "op": node.op, "shape": [None, *node.shape], "params": node.n_params,
+             "flops": node.flops, "depth": depth, "group": node.group}
+            for node, depth in network.nodes() if groups or not node.group]
 
 
 def summary(network: Network) -> dict:
