@@ -16,10 +16,9 @@ export PYTHONPATH="$site:$PWD" PYTHONUNBUFFERED=1 NETSPEC_DATA=/tmp/netspec-data
 mkdir -p "$NETSPEC_DATA/FashionMNIST/raw"
 for f in .gpu/data/*.gz; do gunzip -c "$f" > "$NETSPEC_DATA/FashionMNIST/raw/$(basename "$f" .gz)"; done
 "$PYTHON" -m netspec check specs/*.yaml specs/torchvision/*.yaml 2>&1 | tee "$OUT/check.log"
-[ "${1:-}" = "--check" ] && exit 0
+if [ "${1:-}" = "--check" ]; then exit 0; fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
   "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
 } 2>&1 | tee "$OUT/machine.log"
-set -o pipefail
 "$PYTHON" -m benchmarks.run gpu 2>&1 | tee "$OUT/gpu.log"
 cp benchmarks/results/e2e-gpu.json benchmarks/results/machine-gpu.json "$OUT/"
