@@ -7,8 +7,9 @@ a shuffling `DataLoader` with 4 worker processes (d2l's
 
 netspec's way (netspec/train/data.py): the whole set held as one uint8
 tensor, a batch gathered by index, converted to float and resized on the
-device (CPU here) as two matrix products (bilinear resizing is linear and
-separable: R_h @ X @ R_w^T, the 1/255 folded into R_h).
+device (CPU here): bilinear resizing is linear and separable, so the width
+is one matrix product, X @ R_w^T / 255, and the height, enlarging as here,
+a few lerps between neighbouring rows (`to_float`).
 
 Both make one shuffled pass over the same first N training images, at the
 book's batch size for that resolution (96: 256, ResNet's; 224: 128,

@@ -68,8 +68,12 @@ sides = st.integers(1, 40)
 @example(n=1, c=1, h=8, w=8, out_h=1, out_w=1, seed=0)
 @example(n=1, c=1, h=1, w=8, out_h=1, out_w=3, seed=0)
 @example(n=2, c=1, h=28, w=28, out_h=96, out_w=40, seed=0)
-def test_matmul_resize_equals_interpolate(n, c, h, w, out_h, out_w, seed):
-    """The two-matmul resize is F.interpolate's bilinear (antialiased when shrinking), up or down."""
+@example(n=2, c=1, h=28, w=28, out_h=224, out_w=224, seed=0)  # enlarging: the lerps, two groups of phases
+@example(n=1, c=2, h=67, w=3, out_h=68, out_w=5, seed=0)  # 67 rows per period: the product instead
+@example(n=1, c=1, h=5, w=9, out_h=12, out_w=4, seed=0)  # taller but narrower: antialiased, the products
+def test_resize_equals_interpolate(n, c, h, w, out_h, out_w, seed):
+    """The resize (two products, or a product and lerps when enlarging) is F.interpolate's bilinear,
+    antialiased when shrinking."""
     images = torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
     ours = to_float(images, (out_h, out_w))
     assert ours.shape == (n, c, out_h, out_w) and ours.dtype == torch.float32

@@ -76,13 +76,23 @@ def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
     Bilinear with half-pixel centres; antialiased when shrinking, as PIL is.
     That resize is linear and separable, so it is two matrix products,
     R_h @ (X @ R_w^T), faster than F.interpolate on CPU and exact where
-    F.interpolate is not (antialiased to a one-pixel-wide output).
+    F.interpolate is not (antialiased to a one-pixel-wide output). Enlarging,
+    the second product is mostly multiplications by zero (each output row
+    mixes two input rows), so `_enlarge_rows` does it as a few lerps instead:
+    1.5-2x faster for 28 -> 96 or 224, where that product is most of the work.
     """
     h, w = images.shape[-2:]
     if size is None or (h, w) == tuple(size):
         return images.float().div_(255)
-    rows, cols = _resize_matrices(h, w, *size, images.device)
+    out_h, out_w = size
+    if out_h > h and out_w >= w and h // math.gcd(h, out_h) <= MAX_LERP_STEP:
+        cols, phases = _enlarge_plan(h, w, out_h, out_w, images.device)
+        return _enlarge_rows(torch.matmul(images.float(), cols), out_h, phases)
+    rows, cols = _resize_matrices(h, w, out_h, out_w, images.device)
     return torch.matmul(rows, torch.matmul(images.float(), cols))
+
+
+MAX_LERP_STEP = 64  # beyond this many input rows per period, the lerps are many and small: the product wins
 
 
 @functools.lru_cache(maxsize=16)
@@ -103,6 +113,47 @@ def _resize_matrices(h: int, w: int, out_h: int, out_w: int, device: torch.devic
     rows = (matrix(h, out_h) / 255).float().to(device)
     cols = matrix(w, out_w).t().float().contiguous().to(device)
     return rows, cols
+
+
+@functools.lru_cache(maxsize=16)
+def _enlarge_plan(h: int, w: int, out_h: int, out_w: int, device: torch.device):
+    """(R_w^T / 255, the row phases) for `_enlarge_rows`.
+
+    With g = gcd(h, out_h), the output rows come in g periods of out_h / g
+    rows, and period m reads input rows from step * m on (step = h / g), each
+    row at the same offset and weight in every period. Phases that read the
+    same pair of rows form one group: (first, last, offset, weights).
+    """
+    cols = _resize_matrices(h, w, out_h, out_w, device)[1] / 255
+    g = math.gcd(h, out_h)
+    phases = []
+    for j in range(out_h // g):  # source row (j + 1/2) h / out_h - 1/2, as a fraction over 2 out_h
+        numerator, denominator = (2 * j + 1) * h - out_h, 2 * out_h
+        offset = numerator // denominator  # -1 before the first row's centre: clamped by the padding
+        weight = (numerator - offset * denominator) / denominator
+        if phases and phases[-1][2] == offset:
+            phases[-1][1] = j + 1
+            phases[-1][3].append(weight)
+        else:
+            phases.append([j, j + 1, offset, [weight]])
+    return cols, [(first, last, offset, torch.tensor(weights, device=device).view(-1, 1))
+                  for first, last, offset, weights in phases]
+
+
+def _enlarge_rows(y: torch.Tensor, out_h: int, phases) -> torch.Tensor:
+    """Bilinear enlargement of dim -2 of `y`: one lerp per group of phases, written in place into the
+    output (viewed as periods x phases), reading the rows as strided views: no gathered copies."""
+    *lead, h, width = y.shape
+    g = math.gcd(h, out_h)
+    step = h // g
+    padded = torch.cat([y[..., :1, :], y, y[..., -1:, :]], dim=-2)  # edge rows repeated: the clamping
+    out = y.new_empty(*lead, g, out_h // g, width)
+    for first, last, offset, weights in phases:
+        shape = (*lead, g, last - first, width)
+        low = padded[..., offset + 1:offset + 1 + step * g:step, :].unsqueeze(-2).expand(shape)
+        high = padded[..., offset + 2:offset + 2 + step * g:step, :].unsqueeze(-2).expand(shape)
+        torch.lerp(low, high, weights, out=out[..., first:last, :])
+    return out.view(*lead, out_h, width)
 
 
 @dataclass
