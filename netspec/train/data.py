@@ -78,8 +78,8 @@ def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
     R_h @ (X @ R_w^T), faster than F.interpolate on CPU and exact where
     F.interpolate is not (antialiased to a one-pixel-wide output). Enlarging,
     the second product is mostly multiplications by zero (each output row
-    mixes two input rows), so `_enlarge_rows` does it as a few lerps instead:
-    1.5-2x faster for 28 -> 96 or 224, where that product is most of the work.
+    mixes two input rows), so `_enlarge_rows` does it as a few lerps instead,
+    faster where that product is most of the work (28 -> 224: RESULTS.md, 3).
     """
     h, w = images.shape[-2:]
     if size is None or (h, w) == tuple(size):
