@@ -70,6 +70,9 @@ def batch_indices(n: int, batch_size: int, seed: int, epoch: int, rank: int = 0,
     return out
 
 
+MAX_LERP_STEP = 64  # beyond this many input rows per period, the lerps are many and small: the product wins
+
+
 def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
     """uint8 NCHW -> float in [0, 1] at `size`, like torchvision's Resize + ToTensor.
 
@@ -79,7 +82,7 @@ def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
     F.interpolate is not (antialiased to a one-pixel-wide output). Enlarging,
     the second product is mostly multiplications by zero (each output row
     mixes two input rows), so `_enlarge_rows` does it as a few lerps instead,
-    faster where that product is most of the work (28 -> 224: RESULTS.md, 3).
+    faster where that product is most of the work (benchmarks/RESULTS.md, 3).
     """
     h, w = images.shape[-2:]
     if size is None or (h, w) == tuple(size):
@@ -90,9 +93,6 @@ def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
         return _enlarge_rows(torch.matmul(images.float(), cols), out_h, phases)
     rows, cols = _resize_matrices(h, w, out_h, out_w, images.device)
     return torch.matmul(rows, torch.matmul(images.float(), cols))
-
-
-MAX_LERP_STEP = 64  # beyond this many input rows per period, the lerps are many and small: the product wins
 
 
 @functools.lru_cache(maxsize=16)
