@@ -4,7 +4,9 @@ NAME is static, overhead, data, e2e (all four when none is given: what
 `make bench` runs, about 8-10 minutes on 2 calm CPU cores) or accuracy (a
 15-minute training run, never part of the default) or threads (1 thread
 against the default, to read the machine's contention) or layout (NCHW
-against channels-last per zoo model: the evidence for the CPU default) or gpu
+against channels-last per zoo model: the evidence for the CPU default) or
+cputrain (netspec train's CPU settings, kept memory and GEMM weight
+gradients, against PyTorch's defaults) or gpu
 (the GPU variant of e2e alone, for a lent GPU machine: benchmarks/gpu_run.sh). --quick runs a reduced
 version of each for a smoke test (a few minutes); --full also runs
 `torch.compile` for every seed model in `overhead`; --threads N sets
@@ -26,7 +28,7 @@ import time
 from . import common
 
 DEFAULT = ["static", "overhead", "data", "e2e"]
-ALL = DEFAULT + ["accuracy", "threads", "layout", "gpu"]
+ALL = DEFAULT + ["accuracy", "threads", "layout", "cputrain", "gpu"]
 
 
 def main(argv=None) -> int:

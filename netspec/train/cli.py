@@ -21,7 +21,8 @@ OVERRIDES = [
     ("--compile", "compile"), ("--seed", "seed"), ("--max-steps", "max_steps"),
     ("--limit-train", "limit_train"), ("--limit-test", "limit_test"), ("--checkpoint-every", "checkpoint_every"),
     ("--ema", "ema"), ("--label-smoothing", "label_smoothing"), ("--init", "init"), ("--workers", "workers"),
-    ("--threads", "threads"),
+    ("--threads", "threads"), ("--keep-memory", "keep_memory"),
+    ("--gemm-weight-grads", "gemm_weight_grads"),
 ]
 
 
@@ -63,6 +64,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
     p.add_argument("--threads", type=int, metavar="N",
                    help="PyTorch CPU threads (default: one per core; fewer on a busy machine)")
+    p.add_argument("--keep-memory", action=argparse.BooleanOptionalAction,
+                   help="keep freed memory in the process: fewer page faults (default: on for CPU, Linux/glibc)")
+    p.add_argument("--gemm-weight-grads", action=argparse.BooleanOptionalAction,
+                   help="weight gradients of convs with <= 3x3 outputs as one matrix product (default: on for fp32 CPU)")
     p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999)")
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")

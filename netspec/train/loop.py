@@ -25,7 +25,9 @@ import torch.nn.functional as F
 from . import checkpoint, distributed
 from .checkpoint import ResumeError
 from .data import load_data
+from .cpu_conv import use_gemm_weight_grads
 from .ema import EMA
+from .memory import kept
 from .metrics import MetricsLog, final_line, plot_curves
 from .model import ModelSource
 from .optim import build_optimizer, build_scheduler, init_weights
@@ -166,7 +168,9 @@ def run_training(config, model: ModelSource, options: RunOptions | None = None) 
         if world.distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
             torch.cuda.set_device(device)
-        result = _Run(config, model, options, device, world).train()
+        keep = config.keep_memory if config.keep_memory is not None else device.type == "cpu"
+        with kept(keep):
+            result = _Run(config, model, options, device, world).train()
         distributed.finish(world)
         return result
     finally:
@@ -200,6 +204,11 @@ class _Run:
         self.net.to(device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        gemm = config.gemm_weight_grads
+        if gemm is None:
+            gemm = device.type == "cpu" and not self.amp and not config.compile
+        if gemm:
+            use_gemm_weight_grads(self.net)
         self._check_outputs()
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
         self.optimizer = build_optimizer(self.net, config)

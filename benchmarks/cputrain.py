@@ -1,0 +1,101 @@
+"""netspec train's two CPU settings, each against PyTorch's defaults, alternating in one process.
+
+Not one of the issue's benchmarks: the evidence for `keep_memory`
+(netspec/train/memory.py) and `gemm_weight_grads` (netspec/train/cpu_conv.py),
+which `netspec train` turns on for float32 CPU training.
+
+    python -m benchmarks.run cputrain      # ~6 minutes
+
+Workload: e2e's ResNet-18 epoch, three fp32 training steps of batch 256 at
+96×96 in channels-last memory (`netspec train`'s CPU layout for it). Each
+sample builds nothing: it runs the three steps under one setting (kept memory
+is entered afresh, so its first step pays its page faults as a run's would),
+the order of the settings reversed every other round. Reported: the first
+step and the later ones, minor page faults per step, and the resident memory
+after the steps.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+from . import common
+from .common import SPECS, median, table
+
+STEPS = 3
+SETTINGS = {  # name -> (keep memory, GEMM weight gradients)
+    "PyTorch's defaults": (False, False),
+    "kept memory": (True, False),
+    "GEMM weight grads": (False, True),
+    "both (netspec train's CPU defaults)": (True, True),
+}
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def run(quick: bool = False) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    import netspec
+    from netspec.train.cpu_conv import GemmGradConv2d
+    from netspec.train.memory import kept
+
+    common.header("netspec train's CPU settings against PyTorch's defaults (ResNet-18 @96, fp32, channels-last)")
+    batch = 64 if quick else 256
+    torch.manual_seed(0)
+    net = netspec.compile(str(SPECS / "resnet18.yaml"), (1, 96, 96)).train().to(memory_format=torch.channels_last)
+    convs = [m for m in net.modules() if type(m) is nn.Conv2d]
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    x = torch.randn(batch, 1, 96, 96).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    samples = {name: [] for name in SETTINGS}
+
+    def epoch(name):
+        keep, gemm = SETTINGS[name]
+        for conv in convs:
+            conv.__class__ = GemmGradConv2d if gemm else nn.Conv2d
+        steps, faults0 = [], resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        with kept(keep):
+            for _ in range(STEPS):
+                t0 = time.perf_counter()
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(net(x), y).backward()
+                opt.step()
+                steps.append(time.perf_counter() - t0)
+            rss = rss_mib()
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults0) / STEPS
+        return {"steps": steps, "faults_per_step": faults, "rss_mib": rss}
+
+    for name in SETTINGS:  # warm-up: oneDNN's kernels, the allocator
+        epoch(name)
+    names = list(SETTINGS)
+    for r in range(1 if quick else 2):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            samples[name].append(epoch(name))
+
+    def total(name):
+        return median([sum(s["steps"]) for s in samples[name]])
+
+    base = total(names[0])
+    rows = [[name, f"{median([s['steps'][0] for s in samples[name]]):.2f}",
+             f"{median([t for s in samples[name] for t in s['steps'][1:]]):.2f}", f"{total(name):.2f}",
+             common.x(base / total(name)), f"{median([s['faults_per_step'] for s in samples[name]]):,.0f}",
+             f"{median([s['rss_mib'] for s in samples[name]]):,.0f}"] for name in names]
+    print(table(["setting", "first step s", "later steps s", f"{STEPS} steps s", "× defaults", "page faults per step",
+                 "RSS after, MiB"], rows))
+    print(f"\nbatch {batch}, {len(samples[names[0]])} rounds after a warm-up round; medians")
+    result = {"rows": rows, "samples": samples, "batch": batch, "steps": STEPS,
+              "speedup": {name: base / total(name) for name in names}}
+    common.save("cputrain", result)
+    return result
+
+
+if __name__ == "__main__":
+    run("--quick" in sys.argv)

@@ -1,0 +1,68 @@
+"""Conv weight gradients as one matrix product where the output is tiny (CPU training).
+
+oneDNN's direct kernel for a convolution's weight gradient is slow when the
+output has only a few positions: most of them touch the zero padding, and the
+sum over batch x positions is short. For ResNet-18's last stage at 96x96
+(512 channels, 3x3 outputs, batch 256) it took 1.7-2.4x as long as the same
+sum done as unfold + one matrix product (MKL), and the whole training step
+went about 10% faster with the swap (`python -m benchmarks.run cputrain`).
+The 6x6 layers were no faster, so the swap stops at SMALL_OUTPUT positions.
+The forward pass and the input's gradient stay PyTorch's.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SMALL_OUTPUT = 9  # output positions (H x W) up to which the weight gradient is one matrix product
+
+
+class _GemmWeightGrad(torch.autograd.Function):
+    """F.conv2d whose backward computes the weight gradient as unfold(x) times the output gradient."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding):
+        ctx.save_for_backward(x, weight)
+        ctx.stride, ctx.padding = list(stride), list(padding)
+        return F.conv2d(x, weight, bias, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad, x, weight, None, ctx.stride, ctx.padding, [1, 1], False, [0, 0], 1, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            cols = F.unfold(x, weight.shape[2:], padding=ctx.padding, stride=ctx.stride)  # N, C*kh*kw, positions
+            grad_w = torch.einsum("nop,nkp->ok", grad.reshape(*grad.shape[:2], -1), cols).reshape(weight.shape)
+        if ctx.needs_input_grad[2]:
+            grad_b = grad.sum((0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def output_positions(conv: nn.Conv2d, x: torch.Tensor) -> int:
+    (h, w), (kh, kw), (sh, sw), (ph, pw) = x.shape[-2:], conv.kernel_size, conv.stride, conv.padding
+    return ((h + 2 * ph - kh) // sh + 1) * ((w + 2 * pw - kw) // sw + 1)
+
+
+class GemmGradConv2d(nn.Conv2d):
+    """nn.Conv2d (same parameters, same forward) that trains its tiny-output calls through _GemmWeightGrad."""
+
+    def _conv_forward(self, x, weight, bias):
+        if (x.dim() == 4 and x.device.type == "cpu" and self.groups == 1 and self.dilation == (1, 1)
+                and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+                and torch.is_grad_enabled() and weight.requires_grad and not torch.is_autocast_enabled("cpu")
+                and output_positions(self, x) <= SMALL_OUTPUT):
+            return _GemmWeightGrad.apply(x, weight, bias, self.stride, self.padding)
+        return super()._conv_forward(x, weight, bias)
+
+
+def use_gemm_weight_grads(net: nn.Module) -> int:
+    """Make every plain nn.Conv2d in `net` a GemmGradConv2d (parameters and state dict unchanged); how many."""
+    convs = [m for m in net.modules() if type(m) is nn.Conv2d]
+    for conv in convs:
+        conv.__class__ = GemmGradConv2d
+    return len(convs)
