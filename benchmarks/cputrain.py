@@ -12,7 +12,9 @@ sample builds nothing: it runs the three steps under one setting (kept memory
 is entered afresh, so its first step pays its page faults as a run's would),
 the order of the settings reversed every other round. Reported: the first
 step and the later ones, minor page faults per step, and the resident memory
-after the steps.
+after the steps. Then, per layer, where the GEMM's threshold comes from: a 3×3
+conv's forward + weight gradient (batch 256, channels-last, the input needing
+no gradient) with outputs from 1×1 to 6×6, PyTorch's path against the GEMM.
 """
 
 from __future__ import annotations
@@ -92,9 +94,34 @@ def run(quick: bool = False) -> dict:
                  "RSS after, MiB"], rows))
     print(f"\nbatch {batch}, {len(samples[names[0]])} rounds after a warm-up round; medians")
     result = {"rows": rows, "samples": samples, "batch": batch, "steps": STEPS,
-              "speedup": {name: base / total(name) for name in names}}
+              "speedup": {name: base / total(name) for name in names}, "layers": layers(quick)}
     common.save("cputrain", result)
     return result
+
+
+def layers(quick: bool) -> list:
+    """Forward + weight gradient of one 3x3 conv, padding 1, per output size: PyTorch's against the GEMM."""
+    import torch
+    import torch.nn.functional as F
+
+    from netspec.train.cpu_conv import SMALL_OUTPUT, _GemmWeightGrad
+
+    batch, rows = 64 if quick else 256, []
+    for channels, size in ((512, 1), (512, 2), (256, 2), (512, 3), (256, 4), (256, 6)):
+        x, grad = (torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
+                   for _ in range(2))
+        w = torch.randn(channels, channels, 3, 3).contiguous(memory_format=torch.channels_last).requires_grad_()
+        t = common.interleaved({
+            "pytorch": lambda: F.conv2d(x, w, None, 1, 1).backward(grad),
+            "gemm": lambda: _GemmWeightGrad.apply(x, w, None, (1, 1), (1, 1)).backward(grad)},
+            repeats=3 if quick else 5, inner=1)
+        rows.append([f"{channels}→{channels}, {size}×{size}", size * size, f"{median(t['pytorch']) * 1e3:.0f}",
+                     f"{median(t['gemm']) * 1e3:.0f}", common.x(common.paired_ratio(t["pytorch"], t["gemm"])),
+                     "GEMM" if size * size <= SMALL_OUTPUT else "PyTorch's"])
+    print(f"\nOne 3×3 conv, forward + weight gradient, batch {batch}, channels-last, fp32:\n")
+    print(table(["layer", "output positions", "PyTorch ms", "GEMM ms", "GEMM speed-up", "netspec train uses"],
+                rows))
+    return rows
 
 
 if __name__ == "__main__":
