@@ -18,7 +18,9 @@ information and run in the first round only, which keeps `make bench` near
 On CPU netspec runs float32 like the book (the like-for-like ratio), with its
 CPU defaults (the target is judged on these: the memory layout is chosen per
 network, channels-last for ResNet-18 and NCHW, the book's, for LeNet; see
-`default_channels_last`) and with the other layout forced, and also with
+`default_channels_last`; freed memory is kept in the process, and the weight
+gradients of convs with at most 3x3 outputs are one matrix product: see
+`benchmarks/cputrain.py`) and with the other layout forced, and also with
 `--amp` (bf16 autocast; fast where the CPU has AVX-512 BF16 or AMX,
 emulated and slower elsewhere). When CUDA is
 present, the GPU variant runs too: the book loop on the GPU (float32, NCHW,
