@@ -2,11 +2,11 @@
 
 oneDNN's direct kernel for a convolution's weight gradient is slow when the
 output has only a few positions: most of them touch the zero padding, and the
-sum over batch x positions is short. For ResNet-18's last stage at 96x96
-(512 channels, 3x3 outputs, batch 256) it took 1.7-2.4x as long as the same
-sum done as unfold + one matrix product (MKL), and the whole training step
-went about 10% faster with the swap (`python -m benchmarks.run cputrain`).
-The 6x6 layers were no faster, so the swap stops at SMALL_OUTPUT positions.
+sum over batch x positions is short. The same sum done as unfold + one
+matrix product (MKL) was 1.5-10x faster for 3x3 convs with 1x1 to 3x3
+outputs and slower from 4x4 on, hence SMALL_OUTPUT; three ResNet-18 training
+steps at 96x96 (batch 256), where it takes stage 4, went 1.15x faster
+(`python -m benchmarks.run cputrain`, benchmarks/RESULTS.md section 7).
 The forward pass and the input's gradient stay PyTorch's.
 """
 

@@ -1,15 +1,15 @@
-"""Keep freed CPU memory in the process while training (Linux with glibc).
-
-glibc's malloc serves every block over 32 MiB with its own mmap and unmaps it
+"""Keep freed CPU memory in the process while training (Linux with glibc's malloc serves every block over 32 MiB with its own mmap and unmaps it
 on free, so each training step gets its activations in fresh pages and the
-kernel faults and zeroes them again: about 500,000 page faults per ResNet-18
-step at batch 256 and 96x96, some 8% of the step on two cores
-(`python -m benchmarks.run memory`). Serving big blocks from the heap and never
-trimming it lets a step reuse the pages of the step before. PyTorch's CPU
-tuning guide gets the same from jemalloc or tcmalloc; this needs no library.
+kernel faults and zeroes them again: 350,000-530,000 page faults per
+ResNet-18 step at batch 256 and 96x96. Serving big blocks from the heap and
+never trimming it lets a step reuse the pages of the step before: three such
+steps ran 1.14x faster on two cores (`python -m benchmarks.run cputrain`).
+PyTorch's CPU tuning guide gets the same from jemalloc or tcmalloc; this
+needs no library.
 
-The cost is memory: the process keeps its peak heap (about 1.3-1.5x the peak
-it had) until `kept` exits, which restores glibc's defaults and trims the heap.
+The cost is memory: the process keeps its peak heap (1.5x the resident
+memory in that benchmark) until `kept` exits, which restores glibc's
+defaults and trims the heap.
 """
 
 from __future__ import annotations
