@@ -204,10 +204,8 @@ class _Run:
         self.net.to(device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        gemm = config.gemm_weight_grads
-        if gemm is None:
-            gemm = device.type == "cpu" and not self.amp and not config.compile
-        if gemm:
+        if (config.gemm_weight_grads if config.gemm_weight_grads is not None
+                else device.type == "cpu" and not self.amp and not config.compile):
             use_gemm_weight_grads(self.net)
         self._check_outputs()
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
