@@ -105,3 +105,28 @@ def test_the_gpu_benchmark_says_so_and_writes_nothing_without_cuda(tmp_path, mon
     monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
     assert gpu.run() == {"gpu": None}
     assert "No CUDA device" in capsys.readouterr().out and not list(tmp_path.iterdir())
+
+
+def test_the_aten_call_record_tells_a_copy_from_a_network_that_differs_in_one_layer():
+    """benchmarks/overhead.py explains its timed ratios by equal ATen calls: the record must see one changed op."""
+    from benchmarks import overhead
+
+    ref, net, shape = overhead.pair("lenet_bn")
+    calls = overhead.aten_calls(ref, shape)
+    assert calls == overhead.aten_calls(net, shape)
+    assert any("convolution_backward" in op for op, _ in calls)  # the backward is in the record
+    setattr(net.b2, "2", torch.nn.Tanh())  # its sigmoid
+    assert overhead.aten_calls(net, shape) != calls
+
+
+def test_the_host_side_timing_sees_python_time_that_one_side_adds():
+    """A forward hook that sleeps 2 ms makes netspec's side at least that much slower: the batch-0 timing
+    measures the Python side of a step and nothing cancels it out."""
+    import time
+
+    from benchmarks import overhead
+
+    ref, net, shape = overhead.pair("lenet_bn")
+    net.fc3.register_forward_hook(lambda *_: time.sleep(0.002))
+    t = overhead.host_seconds(ref, net, shape, repeats=3)
+    assert min(n - r for r, n in zip(t["reference"], t["netspec"])) > 0.0015
