@@ -80,6 +80,16 @@ def test_resize_equals_interpolate(n, c, h, w, out_h, out_w, seed):
     torch.testing.assert_close(ours, interpolated(images, (out_h, out_w)), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("size", [(96, 96), (14, 14), (28, 28)])
+def test_resize_ignores_autocast(size):
+    """Evaluation reads its batches inside autocast: the images stay float32 and exact there."""
+    images = torch.randint(0, 256, (2, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = to_float(images, size)
+    assert inside.dtype == torch.float32
+    torch.testing.assert_close(inside, to_float(images, size), atol=0, rtol=0)
+
+
 @needs_fmnist
 def test_fashion_mnist_is_one_uint8_tensor_and_batches_are_float_in_0_1():
     data = load_data(TrainConfig(data_dir=str(DATA), resize=32), (1, 32, 32), CPU)

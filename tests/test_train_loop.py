@@ -199,9 +199,11 @@ def test_compiled_run_saves_plain_keys_and_really_updates_the_ema(tmp_path):
     assert result.test_acc_ema is not None
 
 
-def test_bf16_autocast_on_cpu_and_label_smoothing_train(tmp_path):
+@pytest.mark.parametrize("resize", [None, 40])
+def test_bf16_autocast_on_cpu_and_label_smoothing_train(tmp_path, resize):
+    """Resized: evaluation asks for its batches under autocast, and the resize must not run in bf16."""
     result = run(dict(QUICK, epochs=2, amp=True, label_smoothing=0.1, optimizer="adamw",
-                      schedule="onecycle", init="kaiming"), tmp_path)
+                      schedule="onecycle", init="kaiming", resize=resize), tmp_path)
     assert result.test_acc > 0.5 and torch.isfinite(torch.tensor(result.loss))
 
 

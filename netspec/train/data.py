@@ -83,16 +83,19 @@ def to_float(images: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor
     the second product is mostly multiplications by zero (each output row
     mixes two input rows), so `_enlarge_rows` does it as a few lerps instead,
     faster where that product is most of the work (benchmarks/RESULTS.md, 3).
+    Always float32, also under autocast: the products would run in half
+    precision there, and the lerps refuse mixed dtypes.
     """
     h, w = images.shape[-2:]
     if size is None or (h, w) == tuple(size):
         return images.float().div_(255)
     out_h, out_w = size
-    if out_h > h and out_w >= w and h // math.gcd(h, out_h) <= MAX_LERP_STEP:
-        cols, phases = _enlarge_plan(h, w, out_h, out_w, images.device)
-        return _enlarge_rows(torch.matmul(images.float(), cols), out_h, phases)
-    rows, cols = _resize_matrices(h, w, out_h, out_w, images.device)
-    return torch.matmul(rows, torch.matmul(images.float(), cols))
+    with torch.autocast(images.device.type, enabled=False):  # evaluation asks for batches under autocast
+        if out_h > h and out_w >= w and h // math.gcd(h, out_h) <= MAX_LERP_STEP:
+            cols, phases = _enlarge_plan(h, w, out_h, out_w, images.device)
+            return _enlarge_rows(torch.matmul(images.float(), cols), out_h, phases)
+        rows, cols = _resize_matrices(h, w, out_h, out_w, images.device)
+        return torch.matmul(rows, torch.matmul(images.float(), cols))
 
 
 @functools.lru_cache(maxsize=16)
