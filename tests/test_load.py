@@ -198,3 +198,35 @@ def test_load_file_reports_a_missing_or_undecodable_file_at_its_name(tmp_path):
     with pytest.raises(SpecError, match="cannot read file") as err:
         load_file(bad)
     assert err.value.pos.file == str(bad)
+
+
+def test_loading_pauses_the_garbage_collector_and_restores_it():
+    """A full collection walks every object the process holds, and reading and elaborating make no cycles
+    worth one: none runs during a load, and the collector is as it was afterwards, error or not."""
+    import gc
+
+    import netspec
+
+    deep = "netspec: 1\nname: deep\ninput: [1, 8, 8]\nnetwork:\n  - {conv: {out: 4, kernel: 3, padding: 1}, repeat: 2000}\n"
+    during = {"load": False, "collections": 0}
+
+    def seen(phase, info):
+        if phase == "start" and during["load"]:
+            during["collections"] += 1
+    gc.callbacks.append(seen)
+    try:
+        gc.collect()  # counts at zero: the call's own few allocations cannot start one before the load does
+        during["load"] = True
+        net = netspec.load_text(deep)
+        during["load"] = False
+        assert len(net.root.children) == 2000 and gc.isenabled()
+        with pytest.raises(SpecError):
+            netspec.load_text(deep.replace("conv:", "convv:"))
+        assert gc.isenabled()
+        gc.disable()
+        netspec.load_text(deep)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+        gc.callbacks.remove(seen)
+    assert during["collections"] == 0
