@@ -2,7 +2,8 @@
 
 Not one of the issue's benchmarks: the evidence for `keep_memory`
 (netspec/train/memory.py) and `gemm_weight_grads` (netspec/train/cpu_conv.py),
-which `netspec train` turns on for float32 CPU training.
+which `netspec train` turns on for float32 CPU training (the GEMM only where
+PyTorch runs its AVX2 kernels: with AVX-512 oneDNN's own kernel was faster).
 
     python -m benchmarks.run cputrain      # ~6 minutes
 
@@ -31,7 +32,7 @@ SETTINGS = {  # name -> (keep memory, GEMM weight gradients)
     "PyTorch's defaults": (False, False),
     "kept memory": (True, False),
     "GEMM weight grads": (False, True),
-    "both (netspec train's CPU defaults)": (True, True),
+    "both": (True, True),
 }
 
 
@@ -46,7 +47,7 @@ def run(quick: bool = False) -> dict:
     from torch import nn
 
     import netspec
-    from netspec.train.cpu_conv import GemmGradConv2d
+    from netspec.train.cpu_conv import GemmGradConv2d, default_on
     from netspec.train.memory import kept
 
     common.header("netspec train's CPU settings against PyTorch's defaults (ResNet-18 @96, fp32, channels-last)")
@@ -92,7 +93,10 @@ def run(quick: bool = False) -> dict:
              f"{median([s['rss_mib'] for s in samples[name]]):,.0f}"] for name in names]
     print(table(["setting", "first step s", "later steps s", f"{STEPS} steps s", "× defaults", "page faults per step",
                  "RSS after, MiB"], rows))
-    print(f"\nbatch {batch}, {len(samples[names[0]])} rounds after a warm-up round; medians")
+    gemm_here = default_on(torch.device("cpu"), amp=False, compiled=False)
+    print(f"\nbatch {batch}, {len(samples[names[0]])} rounds after a warm-up round; medians. netspec train's "
+          f"CPU default on this {torch.backends.cpu.get_cpu_capability()} CPU: "
+          f"{'both' if gemm_here else 'kept memory (the GEMM is on only where PyTorch runs its AVX2 kernels)'}")
     result = {"rows": rows, "samples": samples, "batch": batch, "steps": STEPS,
               "speedup": {name: base / total(name) for name in names}, "layers": layers(quick)}
     common.save("cputrain", result)
@@ -104,9 +108,10 @@ def layers(quick: bool) -> list:
     import torch
     import torch.nn.functional as F
 
-    from netspec.train.cpu_conv import SMALL_OUTPUT, _GemmWeightGrad
+    from netspec.train.cpu_conv import SMALL_OUTPUT, _GemmWeightGrad, default_on
 
     batch, rows = 64 if quick else 256, []
+    gemm_here = default_on(torch.device("cpu"), amp=False, compiled=False)
     for channels, size in ((512, 1), (512, 2), (256, 2), (512, 3), (256, 4), (256, 6)):
         x, grad = (torch.randn(batch, channels, size, size).contiguous(memory_format=torch.channels_last)
                    for _ in range(2))
@@ -117,7 +122,7 @@ def layers(quick: bool) -> list:
             repeats=3 if quick else 5, inner=1)
         rows.append([f"{channels}→{channels}, {size}×{size}", size * size, f"{median(t['pytorch']) * 1e3:.0f}",
                      f"{median(t['gemm']) * 1e3:.0f}", common.x(common.paired_ratio(t["pytorch"], t["gemm"])),
-                     "GEMM" if size * size <= SMALL_OUTPUT else "PyTorch's"])
+                     "GEMM" if size * size <= SMALL_OUTPUT and gemm_here else "PyTorch's"])
     print(f"\nOne 3×3 conv, forward + weight gradient, batch {batch}, channels-last, fp32:\n")
     print(table(["layer", "output positions", "PyTorch ms", "GEMM ms", "GEMM speed-up", "netspec train uses"],
                 rows))

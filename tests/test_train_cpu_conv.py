@@ -92,9 +92,13 @@ def test_resnet18_steps_the_same_with_the_swap_and_keeps_its_state_dict():
         torch.testing.assert_close(a.grad, b.grad, msg=name)
 
 
-@pytest.mark.parametrize("flags, swapped", [([], True), (["--no-gemm-weight-grads"], False),
-                                            (["--amp"], False), (["--amp", "--gemm-weight-grads"], True)])
-def test_the_runner_swaps_for_fp32_cpu_training_unless_told(tmp_path, monkeypatch, flags, swapped):
+@pytest.mark.parametrize("capability, flags, swapped", [
+    ("AVX2", [], True), ("AVX2", ["--no-gemm-weight-grads"], False), ("AVX2", ["--amp"], False),
+    ("AVX2", ["--amp", "--gemm-weight-grads"], True),
+    ("AVX512", [], False), ("AVX512", ["--gemm-weight-grads"], True)])  # oneDNN's AVX-512 kernel is the faster
+def test_the_runner_swaps_for_fp32_cpu_training_on_avx2_unless_told(tmp_path, monkeypatch, capability, flags,
+                                                                      swapped):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "small.yaml").write_text(SPEC)
     seen, step = [], loop._Run._step

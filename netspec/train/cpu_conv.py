@@ -7,6 +7,9 @@ matrix product (MKL) was 1.5-10x faster for 3x3 convs with 1x1 to 3x3
 outputs and slower from 4x4 on, hence SMALL_OUTPUT; three ResNet-18 training
 steps at 96x96 (batch 256), where it takes stage 4, went 1.15x faster
 (`python -m benchmarks.run cputrain`, benchmarks/RESULTS.md section 7).
+That was on an AVX2 CPU. With AVX-512, oneDNN's own kernel wins at every
+size (the same layers 0.61-0.88x, the steps 0.87x), so the runner's default
+is on only where PyTorch runs its AVX2 kernels: `default_on`.
 The forward pass and the input's gradient stay PyTorch's.
 """
 
@@ -58,6 +61,13 @@ class GemmGradConv2d(nn.Conv2d):
                 and output_positions(self, x) <= SMALL_OUTPUT):
             return _GemmWeightGrad.apply(x, weight, bias, self.stride, self.padding)
         return super()._conv_forward(x, weight, bias)
+
+
+def default_on(device: torch.device, amp: bool, compiled: bool) -> bool:
+    """The runner's default: float32 CPU training, eager, on a CPU where PyTorch picked its AVX2 kernels
+    (the only kind measured faster with the GEMM)."""
+    return (device.type == "cpu" and not amp and not compiled
+            and torch.backends.cpu.get_cpu_capability() == "AVX2")
 
 
 def use_gemm_weight_grads(net: nn.Module) -> int:

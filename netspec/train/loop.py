@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, distributed
+from . import checkpoint, cpu_conv, distributed
 from .checkpoint import ResumeError
 from .data import load_data
 from .cpu_conv import use_gemm_weight_grads
@@ -205,7 +205,7 @@ class _Run:
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         if (config.gemm_weight_grads if config.gemm_weight_grads is not None
-                else device.type == "cpu" and not self.amp and not config.compile):
+                else cpu_conv.default_on(device, self.amp, bool(config.compile))):
             use_gemm_weight_grads(self.net)
         self._check_outputs()
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
