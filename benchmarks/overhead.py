@@ -91,7 +91,8 @@ def aten_calls(model, shape) -> list[tuple]:
     class Record(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            calls.append((str(func), tuple(tuple(t.shape) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))))
+            shapes = tuple(tuple(t.shape) for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+            calls.append((str(func), shapes))
             return func(*args, **kwargs)
 
     g = torch.Generator().manual_seed(2)

@@ -22,7 +22,7 @@ def _gc_paused(read):
     Reading and elaborating allocate many small objects and make no garbage
     cycles worth collecting, while each full collection walks every object
     the process holds: paused, a 1,000-layer network loads about 2x faster
-    (benchmarks/RESULTS.md, section 1, "Time versus depth")."""
+    (benchmarks/RESULTS.md, section 1, "On the AVX-512 machine")."""
     @functools.wraps(read)
     def paused(*args, **kwargs):
         if not gc.isenabled():
