@@ -166,7 +166,7 @@ def test_worker_argv_round_trips_every_flag():
     argv = ["s.yaml", "-p", "a=1", "--input", "1,32,32", "--data", "mnist", "--data-dir", "d", "--download",
             "--epochs", "3", "--batch-size", "64", "--lr", "0.1", "--optimizer", "adamw", "--schedule", "cosine",
             "--resize", "32", "--device", "cpu", "--no-amp", "--channels-last", "--compile", "--seed", "7",
-            "--label-smoothing", "0.1", "--init", "kaiming", "--workers", "2", "--threads", "1", "--no-keep-memory", "--gemm-weight-grads", "--ema", "0.99",
+            "--label-smoothing", "0.1", "--init", "kaiming", "--workers", "2", "--threads", "1", "--no-keep-memory", "--gemm-weight-grads", "--augment", "--ema", "0.99",
             "--max-steps", "9",
             "--limit-train", "100", "--limit-test", "10", "--checkpoint-every", "5", "--out", "o",
             "--resume", "r.pt", "--force", "--quiet", "--nproc", "2"]

@@ -113,14 +113,17 @@ def _same_state(a: dict, b: dict):
     assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] and a["step"] == b["step"]
 
 
-def test_resume_is_bit_identical_at_epoch_and_mid_epoch(tmp_path):
-    straight = run(RESUME, tmp_path, "straight")
-    first = run(dict(RESUME, max_steps=8), tmp_path, "first")  # stops at the end of epoch 1
+@pytest.mark.parametrize("augment", [False, True])
+def test_resume_is_bit_identical_at_epoch_and_mid_epoch(tmp_path, augment):
+    """With augmentation too: its random numbers follow the seed, epoch and batch, not the process's RNG."""
+    config = dict(RESUME, augment=augment)
+    straight = run(config, tmp_path, "straight")
+    first = run(dict(config, max_steps=8), tmp_path, "first")  # stops at the end of epoch 1
     assert checkpoint.load(first.run_dir / "last.pt")["epoch"] == 1
-    resumed = run(RESUME, tmp_path, "resumed", resume=first.run_dir / "last.pt")
-    cut = run(dict(RESUME, max_steps=11), tmp_path, "cut")  # stops in the middle of epoch 2
+    resumed = run(config, tmp_path, "resumed", resume=first.run_dir / "last.pt")
+    cut = run(dict(config, max_steps=11), tmp_path, "cut")  # stops in the middle of epoch 2
     assert checkpoint.load(cut.run_dir / "last.pt")["batch"] == 3
-    finished = run(RESUME, tmp_path, "finished", resume=cut.run_dir / "last.pt")
+    finished = run(config, tmp_path, "finished", resume=cut.run_dir / "last.pt")
 
     want = checkpoint.load(straight.run_dir / "last.pt")
     _same_state(want, checkpoint.load(resumed.run_dir / "last.pt"))
@@ -238,3 +241,20 @@ def test_channels_last_trains_as_contiguous_does(tmp_path):
     for name in nchw:
         torch.testing.assert_close(nhwc[name], nchw[name], rtol=1e-4, atol=1e-5)
     assert on.loss == pytest.approx(off.loss, rel=1e-4)
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_augment_changes_training_batches_only(tmp_path, monkeypatch, augment):
+    """The model trains on augmented batches when asked (one call per batch, evaluation never augmented)."""
+    from netspec.train import loop
+    from netspec.train.data import load_data
+
+    seen, calls, step, augmented = [], [], loop._Run._step, loop.flip_and_shift
+    monkeypatch.setattr(loop._Run, "_step", lambda self, x, y, stats: (seen.append(x.clone()), step(self, x, y, stats)))
+    monkeypatch.setattr(loop, "flip_and_shift", lambda *a: (calls.append(1), augmented(*a))[1])
+    settings = dict(QUICK, epochs=1, batch_size=32, limit_train=64, augment=augment)
+    run(settings, tmp_path)
+    config = TrainConfig(**settings)
+    plain = [x for x, _ in load_data(config, (1, 28, 28), torch.device("cpu")).train.train_batches(32, config.seed, 0)]
+    assert len(seen) == len(plain) == 2 and len(calls) == (2 if augment else 0)
+    assert all(torch.equal(a, b) for a, b in zip(seen, plain)) is not augment

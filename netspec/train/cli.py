@@ -22,7 +22,7 @@ OVERRIDES = [
     ("--limit-train", "limit_train"), ("--limit-test", "limit_test"), ("--checkpoint-every", "checkpoint_every"),
     ("--ema", "ema"), ("--label-smoothing", "label_smoothing"), ("--init", "init"), ("--workers", "workers"),
     ("--threads", "threads"), ("--keep-memory", "keep_memory"),
-    ("--gemm-weight-grads", "gemm_weight_grads"),
+    ("--gemm-weight-grads", "gemm_weight_grads"), ("--augment", "augment"),
 ]
 
 
@@ -54,6 +54,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adamw"])
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
     p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction,
+                   help="random flips and shifts (up to 1/8 of a side) of training images (default: off)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory (default: on for CUDA; on CPU for networks with a conv of 32+ channels; off for MPS)")

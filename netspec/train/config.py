@@ -165,6 +165,9 @@ class TrainConfig(_Strict):
         spec's input size (no resize when it equals the data's own size).
       limit_train, limit_test: use only the first N images (quick runs).
       workers: DataLoader workers for image folders.
+      augment: flip training images left to right (p = 1/2) and shift them by
+        up to an eighth of a side, zero filled, on the device
+        (netspec.train.augment); off by default, as in the book.
     Optimisation:
       batch_size: the global batch (split across processes under DDP).
       epochs, max_steps (stop early after N steps in all), optimizer, schedule,
@@ -207,6 +210,7 @@ class TrainConfig(_Strict):
     limit_train: Optional[int] = Field(None, gt=0)
     limit_test: Optional[int] = Field(None, gt=0)
     workers: int = Field(4, ge=0)
+    augment: bool = False
 
     batch_size: int = Field(256, gt=0)
     epochs: int = Field(10, gt=0)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import checkpoint, cpu_conv, distributed
+from .augment import batch_generator, flip_and_shift
 from .checkpoint import ResumeError
 from .data import load_data
 from .cpu_conv import use_gemm_weight_grads
@@ -334,6 +335,8 @@ class _Run:
                 started = time.perf_counter()
                 for x, y in self.data.train.train_batches(config.batch_size, config.seed, self.epoch,
                                                           world.rank, world.size, start=self.batch):
+                    if config.augment:
+                        x = flip_and_shift(x, batch_generator(config.seed, self.epoch, self.batch, world.rank))
                     self._step(x, y, stats)
                     self.step += 1
                     self.batch += 1
