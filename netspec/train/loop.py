@@ -26,7 +26,6 @@ from . import checkpoint, cpu_conv, distributed
 from .augment import batch_generator, flip_and_shift
 from .checkpoint import ResumeError
 from .data import load_data
-from .cpu_conv import use_gemm_weight_grads
 from .ema import EMA
 from .memory import kept
 from .metrics import MetricsLog, final_line, plot_curves
@@ -207,7 +206,7 @@ class _Run:
             self.net.to(memory_format=torch.channels_last)
         if (config.gemm_weight_grads if config.gemm_weight_grads is not None
                 else cpu_conv.default_on(device, self.amp, bool(config.compile))):
-            use_gemm_weight_grads(self.net)
+            cpu_conv.use_gemm_weight_grads(self.net)
         self._check_outputs()
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
         self.optimizer = build_optimizer(self.net, config)

@@ -1,4 +1,6 @@
-"""Keep freed CPU memory in the process while training (Linux with glibc's malloc serves every block over 32 MiB with its own mmap and unmaps it
+"""Keep freed CPU memory in the process while training (Linux with glibc).
+
+glibc's malloc serves every block over 32 MiB with its own mmap and unmaps it
 on free, so each training step gets its activations in fresh pages and the
 kernel faults and zeroes them again: 350,000-530,000 page faults per
 ResNet-18 step at batch 256 and 96x96. Serving big blocks from the heap and
