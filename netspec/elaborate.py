@@ -589,6 +589,8 @@ def _bad_name(name) -> tuple[str, str | None] | None:
         return f"id {name!r} is not a valid name", "letters, digits and _, not starting with a digit"
     if name in RESERVED or name.startswith("_"):
         return f"id '{name}' is reserved (it clashes with a PyTorch module attribute)", None
+    if name == "self":  # fx names a node after its id, and the generated forward's module is `self`
+        return "id 'self' is reserved (the generated forward code names the module 'self')", "e.g. 'self_'"
     if keyword.iskeyword(name):
         return f"id '{name}' is a Python keyword, which the generated code cannot use", f"e.g. '{name}_'"
     if len(_GOOD_NAMES) < 10_000:
