@@ -8,6 +8,7 @@ import os
 import sys
 
 from .errors import SpecError
+from .files import OutputError
 
 
 def _spec_args(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +26,17 @@ def _budget(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number of parameters, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"the budget must be at least 1, got {value}")
+    return value
+
+
+def _level(text: str) -> int:
+    """A nesting depth: 0 is the top level."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
 
 
@@ -47,8 +59,6 @@ def _load(args, path=None):
 
 
 def cmd_compile(args) -> int:
-    from rich.console import Console
-
     from .report import summary, table, totals_line
 
     network = _load(args)
@@ -66,7 +76,7 @@ def cmd_compile(args) -> int:
     if args.json:
         print(json.dumps(summary(network)))
         return 0
-    console = Console()
+    console = _console()
     console.print(table(network, args.depth))
     console.print(totals_line(network), highlight=False)
     if args.code and module is not None:
@@ -96,7 +106,7 @@ def cmd_graph(args) -> int:
 
     network = _load(args)
     try:
-        diagram = write(network, args.output, None if args.expand == -1 else args.expand, args.direction)
+        diagram = write(network, args.output, args.expand, args.direction)
     except (GraphvizMissing, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +115,8 @@ def cmd_graph(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import ExportError, export, load_weights, summary, verify
+    from .export import ExportError, exported, load_weights, summary, verify
+    from .files import write_atomic
     from .report import human
 
     network = _load(args)
@@ -114,24 +125,39 @@ def cmd_export(args) -> int:
 
         module = build(network)
         loaded = load_weights(module, args.weights, args.ema) if args.weights else "untrained weights"
-        path = export(network, args.output, opset=args.opset, dynamic_batch=not args.static_batch,
-                      module=module)
-        info = summary(path)
+        with exported(network, opset=args.opset, dynamic_batch=not args.static_batch, module=module) as tmp:
+            info = summary(tmp)
+            if not args.no_check:  # before the file is written: a failed check leaves the old one
+                diff = verify(tmp, module, network)
+                verdict = "matches" if diff <= 1e-4 else "DIFFERS FROM"
+                print(f"onnxruntime {verdict} PyTorch: max |difference| {diff:.1e} on a random batch of 2",
+                      file=sys.stderr)
+                if diff > 1e-4:
+                    print(f"error: {args.output} not written", file=sys.stderr)
+                    return 1
+            write_atomic(args.output, tmp.read_bytes())
         (name, shape), = info["inputs"].items()
         (out_name, out_shape), = info["outputs"].items()
-        print(f"wrote {path}: {human(info['bytes'], 'B')}, opset {info['opset']}, {info['nodes']} nodes, "
+        print(f"wrote {args.output}: {human(info['bytes'], 'B')}, opset {info['opset']}, {info['nodes']} nodes, "
               f"{loaded}; {name} {_dims(shape)} -> {out_name} {_dims(out_shape)}", file=sys.stderr)
-        if not args.no_check:
-            diff = verify(path, module, network)
-            verdict = "matches" if diff <= 1e-4 else "DIFFERS FROM"
-            print(f"onnxruntime {verdict} PyTorch: max |difference| {diff:.1e} on a random batch of 2",
-                  file=sys.stderr)
-            if diff > 1e-4:
-                return 1
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def _opset(text: str) -> int:
+    """--opset: a whole number among those the installed exporter writes (checked before any work)."""
+    from .export import ExportError, check_opset
+
+    try:
+        opset = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    try:
+        return check_opset(opset)
+    except ExportError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _dims(dims) -> str:
@@ -139,26 +165,36 @@ def _dims(dims) -> str:
 
 
 def cmd_check(args) -> int:
-    failed = 0
+    """Every file gets its verdict: one bad file, or a bug met in one, does not hide the rest."""
+    failed = crashed = 0
     for path in args.specs:
         try:
-            network = _load(args, path)
+            _check_one(args, path)
         except SpecError as err:
             failed += 1
             print(err.format(), file=sys.stderr)
-            continue
-        if not args.quiet:
-            print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
-                  f"{', '.join(map(str, network.output))})")
-        if args.input_range:
-            from .api import parse_assignments
-            from .constraints import describe, input_range, reasons
+        except Exception as exc:  # a bug in netspec: say which file met it and go on
+            if os.environ.get("NETSPEC_DEBUG"):
+                raise
+            crashed += 1
+            print(f"{path}: internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
+                  file=sys.stderr)
+    return 1 if crashed else 2 if failed else 0
 
-            ranges = input_range(path, parse_assignments(args.param), args.input)
-            print(f"{path}: input sizes: {describe(ranges)}")
-            for line in reasons(ranges):
-                print(f"  {line}")
-    return 2 if failed else 0
+
+def _check_one(args, path) -> None:
+    network = _load(args, path)
+    if not args.quiet:
+        print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
+              f"{', '.join(map(str, network.output))})")
+    if args.input_range:
+        from .api import parse_assignments
+        from .constraints import describe, input_range, reasons
+
+        ranges = input_range(path, parse_assignments(args.param), args.input)
+        print(f"{path}: input sizes: {describe(ranges)}")
+        for line in reasons(ranges):
+            print(f"  {line}")
 
 
 def cmd_diff(args) -> int:
@@ -174,9 +210,7 @@ def cmd_diff(args) -> int:
     if args.json:
         print(json.dumps(to_json(result)))
     else:
-        from rich.console import Console
-
-        console = Console()
+        console = _console()
         for part in render(result, args.depth, args.all):
             console.print(part, highlight=False)
     return 1 if args.exit_code and not result["identical"] else 0
@@ -198,9 +232,7 @@ def cmd_schema(args) -> int:
 def cmd_list(args) -> int:
     from .docs import list_table
 
-    from rich.console import Console
-
-    Console().print(list_table())
+    _console().print(list_table())
     return 0
 
 
@@ -219,7 +251,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("spec")
     _spec_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--depth", type=int, default=None, help="show nodes down to this nesting depth")
+    p.add_argument("--depth", type=_level, default=None, help="show nodes down to this nesting depth")
     p.add_argument("--code", action="store_true", help="also print the generated forward code")
     p.add_argument("--no-build", action="store_true", help="stop after shape inference (no torch)")
     p.add_argument("--emit", choices=["python"], help="write the network as a standalone PyTorch file")
@@ -230,7 +262,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("spec")
     _spec_args(p)
     p.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
-    p.add_argument("--expand", nargs="?", type=int, const=-1, default=0, metavar="DEPTH",
+    p.add_argument("--expand", nargs="?", type=_level, const=None, default=0, metavar="DEPTH",
                    help="open groups and templates (all, or down to DEPTH levels)")
     p.add_argument("--direction", choices=["TB", "LR"], default="TB", help="top-to-bottom or left-to-right")
     p.set_defaults(run=cmd_graph)
@@ -239,7 +271,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("spec")
     _spec_args(p)
     p.add_argument("-o", "--output", required=True, help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: torch's)")
+    p.add_argument("--opset", type=_opset, default=None, help="ONNX opset version (default: torch's)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size at 1 instead of N")
     p.add_argument("--weights", metavar="FILE",
                    help="trained weights: a netspec checkpoint or a state_dict file (default: untrained)")
@@ -263,7 +295,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--pa", action="append", default=[], metavar="NAME=VALUE", help="override a param of A only")
     p.add_argument("--pb", action="append", default=[], metavar="NAME=VALUE", help="override a param of B only")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--depth", type=int, default=None, help="list changed nodes down to this nesting depth")
+    p.add_argument("--depth", type=_level, default=None, help="list changed nodes down to this nesting depth")
     p.add_argument("--all", action="store_true", help="also list weightless nodes whose shape merely followed")
     p.add_argument("--exit-code", action="store_true", help="exit 1 when the architectures differ")
     p.set_defaults(run=cmd_diff)
@@ -298,17 +330,39 @@ def _train_commands(sub, wanted: bool) -> None:
     evaluate.set_defaults(run=train_cli.run_eval)
 
 
+def _flag_problem(args) -> str | None:
+    """Flags that would be silently ignored in this combination: say so instead."""
+    command = args.command
+    if command == "compile":
+        if args.output and not args.emit:
+            return "-o/--output writes the --emit python file; add --emit python (the table goes to stdout)"
+        if args.code and (args.no_build or args.json or args.emit):
+            other = "--no-build" if args.no_build else "--json" if args.json else "--emit"
+            return f"--code prints the built module's forward code, which {other} does not show"
+    if command == "export" and args.ema and not args.weights:
+        return "--ema chooses the EMA weights of a checkpoint; give the checkpoint with --weights"
+    return None
+
+
 def main(argv=None) -> int:
     args = parser(argv).parse_args(argv)
+    problem = _flag_problem(args)
+    if problem:
+        print(f"netspec {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except SpecError as err:
         print(err.format(), file=sys.stderr)
         return 2
+    except OutputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # `netspec compile ... | head`: the reader has all it wanted
+        _silence_stdout()
         return 0
     except Exception as exc:  # a bug in netspec, not in the spec
         if os.environ.get("NETSPEC_DEBUG"):
@@ -316,6 +370,24 @@ def main(argv=None) -> int:
         print(f"internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
               file=sys.stderr)
         return 1
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def _console():
+    """A rich Console whose broken pipe ends the command quietly (rich's own exits with 1)."""
+    from rich.console import Console
+
+    class QuietOnBrokenPipe(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return QuietOnBrokenPipe()
 
 
 if __name__ == "__main__":

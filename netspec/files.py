@@ -3,23 +3,52 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 
+class OutputError(Exception):
+    """A file the user asked for cannot be written there: their path, not a bug in netspec."""
+
+
 def write_atomic(path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    """Write to a temporary file beside `path`, then rename it into place.
+
+    Like `open(path, "w")`, it writes through a symlink to its target, keeps an existing
+    file's permissions, and refuses a file the user may not write; unlike it, a failure
+    leaves the old file whole. Any failure is an OutputError naming the path.
+    """
+    shown = path
+    path = Path(os.path.realpath(path))
+    try:
+        if path.is_dir():
+            raise IsADirectoryError("it is a directory")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise PermissionError("the file is read-only")
+        mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else default_mode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"cannot write {shown}: {_reason(exc)}") from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        os.chmod(tmp, default_mode())  # mkstemp makes it private (0600); a written file is not
+        os.chmod(tmp, mode)  # mkstemp makes it private (0600); a written file is not
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"cannot write {shown}: {_reason(exc)}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's words without the errno and path noise: 'Permission denied', 'No space left on device'."""
+    if isinstance(exc, (FileExistsError, NotADirectoryError)) and exc.filename:
+        return f"{exc.filename} is not a directory"
+    return exc.strerror or str(exc)
 
 
 def default_mode() -> int:

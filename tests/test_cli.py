@@ -1,0 +1,119 @@
+"""The command line's own contract: outputs it cannot write, flags it would ignore, pipes closed early."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import SPECS
+from netspec.cli import main
+
+LENET = str(SPECS / "lenet_bn.yaml")
+
+
+def _writer(command, out):
+    """A command that writes a file the user names, writing to `out`."""
+    return {"schema": ["schema", "-o", str(out)],
+            "emit": ["compile", LENET, "--emit", "python", "-o", str(out)],
+            "graph": ["graph", LENET, "-o", str(out)]}[command]
+
+
+@pytest.mark.parametrize("command", ["schema", "emit", "graph"])
+@pytest.mark.parametrize("where", ["a directory", "under a file"])
+def test_an_unwritable_output_is_one_line_rc_2_and_writes_nothing(tmp_path, capsys, command, where):
+    if where == "a directory":
+        out = tmp_path / "out.mmd"
+        out.mkdir()
+    else:
+        (tmp_path / "file").write_text("not a folder")
+        out = tmp_path / "file" / "out.mmd"
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    assert main(_writer(command, out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot write {out}: ") and err.count("\n") == 1, err
+    assert "internal" not in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_writing_through_a_symlink_keeps_the_link_and_the_file_mode(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    target.chmod(0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    assert main(["schema", "-o", str(link)]) == 0
+    assert link.is_symlink()
+    assert '"$schema"' in target.read_text()
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write a read-only file, as open() lets it")
+def test_a_read_only_output_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "schema.json"
+    out.write_text("keep me")
+    out.chmod(0o444)
+    assert main(["schema", "-o", str(out)]) == 2
+    assert "read-only" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["compile", LENET, "-o", "x.py"], "--emit python"),
+    (["compile", LENET, "--code", "--json"], "--json"),
+    (["compile", LENET, "--code", "--no-build"], "--no-build"),
+    (["export", LENET, "-o", "x.onnx", "--ema"], "--weights"),
+    (["compile", LENET, "--depth", "-1"], "0 or more"),
+    (["diff", LENET, LENET, "--depth", "-2"], "0 or more"),
+    (["graph", LENET, "-o", "x.mmd", "--expand", "-5"], "0 or more"),
+])
+def test_a_flag_that_would_be_ignored_is_an_error(tmp_path, monkeypatch, capsys, argv, words):
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(argv)
+    except SystemExit as exit:  # argparse's own refusals
+        rc = exit.code
+    assert rc == 2
+    assert words in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_graph_expand_without_a_depth_opens_everything(tmp_path):
+    shallow, deep = tmp_path / "a.mmd", tmp_path / "b.mmd"
+    assert main(["graph", str(SPECS / "googlenet.yaml"), "-o", str(shallow), "--expand", "1"]) == 0
+    assert main(["graph", str(SPECS / "googlenet.yaml"), "-o", str(deep), "--expand"]) == 0
+    assert deep.read_text().count("-->") > shallow.read_text().count("-->")
+
+
+@pytest.mark.parametrize("argv", [["compile", LENET], ["compile", LENET, "--json"], ["list"],
+                                  ["compile", LENET, "--emit", "python"]])
+def test_a_reader_that_stops_early_is_not_an_error(argv):
+    """`netspec compile spec | head`: the pipe closes before netspec writes; it exits 0, silently."""
+    proc = subprocess.Popen([sys.executable, "-m", "netspec", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0, err
+    assert err == ""
+
+
+def test_check_goes_on_past_a_file_that_meets_a_bug(tmp_path, monkeypatch, capsys):
+    import netspec.constraints
+
+    real = netspec.constraints.input_range
+    first = str(SPECS / "alexnet.yaml")
+
+    def broken_for_the_first(path, *args, **kwargs):
+        if str(path) == first:
+            raise RuntimeError("a bug")
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(netspec.constraints, "input_range", broken_for_the_first)
+    assert main(["check", first, LENET, "--input-range"]) == 1
+    captured = capsys.readouterr()
+    assert f"{first}: internal error: RuntimeError: a bug" in captured.err
+    assert f"{LENET}: input sizes:" in captured.out
