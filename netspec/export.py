@@ -11,8 +11,9 @@ shapes (and every flatten -> linear) are worked out for that size.
 Each ONNX node keeps the netspec path of the module it came from in its
 `pkg.torch.onnx.name_scopes` metadata (e.g. `stage2.0.conv1`).
 
-The file is written atomically: it is exported to a temporary file beside
-the target and renamed into place, so a failure leaves nothing behind.
+The file is exported to a temporary folder first and written to its place
+atomically only once it is complete (and, from the command line, checked
+against PyTorch), so a failure leaves the old file, or none, behind.
 
 `load_weights` puts trained weights in first (a netspec checkpoint, or a
 plain state_dict file); `verify` runs the file in onnxruntime against
@@ -21,12 +22,12 @@ PyTorch; `summary` reads back what was written (size, opset, node count).
 
 from __future__ import annotations
 
-import os
+import contextlib
 import tempfile
 import warnings
 from pathlib import Path
 
-from .files import default_mode
+from .files import write_atomic
 from .ir import Network
 
 
@@ -44,9 +45,29 @@ def _require(module: str, what: str):
                           "(onnx, onnxscript, onnxruntime)") from None
 
 
-def export(network: Network, path, opset: int | None = None, dynamic_batch: bool = True,
-           module=None) -> Path:
-    """Write `network` as ONNX to `path`; returns the path.
+def opset_range() -> tuple[int, int]:
+    """The opsets the exporter really writes. torch's ONNX functions are written for one opset
+    (18 so far); an older one goes through a version converter that fails on common ops and
+    then silently keeps 18, and one newer than the `onnx` package knows is also left at 18."""
+    onnx = _require("onnx", "ONNX export")
+    try:
+        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as low
+    except ImportError:  # a private module: where it moves, the value it had
+        low = 18
+    return low, onnx.defs.onnx_opset_version()
+
+
+def check_opset(opset: int) -> int:
+    low, high = opset_range()
+    if not low <= opset <= high:
+        raise ExportError(f"opset {opset} is not supported: the installed exporter writes opsets {low} to {high}")
+    return opset
+
+
+@contextlib.contextmanager
+def exported(network: Network, opset: int | None = None, dynamic_batch: bool = True, module=None):
+    """`network` exported to a temporary ONNX file (its path), removed afterwards, so that it can be
+    checked before it replaces anything the user has.
 
     `module` is the compiled network to export (e.g. with trained weights);
     by default a freshly built one.
@@ -56,7 +77,8 @@ def export(network: Network, path, opset: int | None = None, dynamic_batch: bool
     from .build import build
 
     _require("onnxscript", "ONNX export (torch.onnx's exporter)")
-    path = Path(path)
+    if opset is not None:
+        check_opset(opset)
     module = (build(network) if module is None else module).eval()
     example = torch.randn(2 if dynamic_batch else 1, *network.input)
     kwargs = {"input_names": ["input"], "output_names": ["output"], "dynamo": True,
@@ -65,20 +87,21 @@ def export(network: Network, path, opset: int | None = None, dynamic_batch: bool
         kwargs["dynamic_shapes"] = ({0: torch.export.Dim("N")},)
     if opset is not None:
         kwargs["opset_version"] = opset
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with tempfile.TemporaryDirectory(prefix="netspec-export-") as folder:
+        tmp = Path(folder) / "model.onnx"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with torch.no_grad():
-                torch.onnx.export(module, (example,), tmp, **kwargs)
-        os.chmod(tmp, default_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+                torch.onnx.export(module, (example,), str(tmp), **kwargs)
+        yield tmp
+
+
+def export(network: Network, path, opset: int | None = None, dynamic_batch: bool = True,
+           module=None) -> Path:
+    """Write `network` as ONNX to `path` (atomically); returns the path."""
+    with exported(network, opset, dynamic_batch, module) as tmp:
+        write_atomic(path, tmp.read_bytes())
+    return Path(path)
 
 
 def load_weights(module, path, ema: bool = False) -> str:

@@ -157,3 +157,41 @@ def test_missing_exporter_package_is_a_clear_error(tmp_path, capsys, monkeypatch
     assert main(["export", "specs/lenet_bn.yaml", "-o", str(tmp_path / "x.onnx")]) == 2
     err = capsys.readouterr().err
     assert "pip install 'netspec[export]'" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("verdict", [1.0, RuntimeError("boom")])
+def test_a_failed_check_leaves_the_old_file(tmp_path, capsys, monkeypatch, verdict):
+    import netspec.export
+
+    def verify(*args, **kwargs):
+        if isinstance(verdict, Exception):
+            raise verdict
+        return verdict
+
+    monkeypatch.setattr(netspec.export, "verify", verify)
+    out = tmp_path / "lenet.onnx"
+    out.write_bytes(b"the old file")
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(out)]) == 1
+    assert out.read_bytes() == b"the old file"
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet.onnx"]
+
+
+@pytest.mark.parametrize("opset", ["5", "17", "999", "-1", "x"])
+def test_unsupported_opset_is_refused_before_any_work(tmp_path, capsys, opset):
+    out = tmp_path / "lenet.onnx"
+    with pytest.raises(SystemExit) as exit:
+        main(["export", "specs/lenet_bn.yaml", "-o", str(out), f"--opset={opset}"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --opset:" in err and "Traceback" not in err
+    assert ("expected a whole number" if opset == "x" else f"opset {opset} is not supported") in err
+    assert not out.exists()
+
+
+def test_supported_opset_is_written():
+    from netspec.export import exported, opset_range, summary
+
+    low, high = opset_range()
+    assert low <= 18 < high
+    with exported(netspec.load("specs/lenet_bn.yaml"), opset=low + 1) as tmp:
+        assert summary(tmp)["opset"] == low + 1
