@@ -18,11 +18,9 @@ from .errors import Frame, Pos, SpecError, did_you_mean
 from .expr import REF, ExprError, substitute
 from .ir import Node, Shape
 from .load import Map, Seq
-from .spec import located
+from .spec import META, STRUCTURE, located
 from .templates import Template
 
-META = ("id", "from", "if", "repeat", "doc")
-STRUCTURE = ("group", "layers", "parallel", "merge")
 MAX_REPEAT = 10_000
 MAX_NODES = 50_000
 MAX_TEMPLATE_DEPTH = 32

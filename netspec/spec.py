@@ -22,6 +22,8 @@ IDENT = r"^[A-Za-z][A-Za-z0-9_]*$"
 Scalar = int | float | bool | str
 Value = Scalar | list[Scalar]
 PARAM_TYPES = ("int", "float", "bool", "str", "list", "any")
+META = ("id", "from", "if", "repeat", "doc")  # keys any layer may carry
+STRUCTURE = ("group", "layers", "parallel", "merge")  # keys of the layers that hold layers
 
 
 class Strict(BaseModel):

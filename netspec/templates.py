@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from . import ops
 from .errors import Pos, SpecError
 from .load import Map, Seq, load_file
-from .spec import ParamDecl, TemplateDef, TemplateFile, located, parse_decl, validate
+from .spec import META, STRUCTURE, ParamDecl, TemplateDef, TemplateFile, located, parse_decl, validate
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 DECLARATION_HINT = "write `name: int`, `name: {default: 1}` or `name: {type: int, default: 1}`"
@@ -53,6 +53,9 @@ def _templates(blocks: Map, builtin: bool) -> dict[str, Template]:
             decl_pos[pname] = params_raw.at(pname) if not isinstance(praw, Map) else praw.at("default")
         if ops.get(name):
             raise SpecError(blocks.key_pos[name], f"template name '{name}' is already the name of an op")
+        if name in META or name in STRUCTURE:  # a layer `- group: ...` could not name the template
+            raise SpecError(blocks.key_pos[name], f"template name '{name}' is reserved (a keyword of the language)",
+                            hint=f"e.g. '{name}_block'")
         found[name] = Template(name, model.doc, decls, decl_pos, raw["graph"], blocks.key_pos[name], builtin)
     return found
 
