@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 from .errors import Pos, SpecError, did_you_mean
 from .load import Map, locate
+from .ops.base import whole
 
 IDENT = r"^[A-Za-z][A-Za-z0-9_]*$"
 Scalar = int | float | bool | str
@@ -27,7 +28,22 @@ STRUCTURE = ("group", "layers", "parallel", "merge")  # keys of the layers that 
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Unknown keys are errors, and types are strict as in the JSON Schema (`input: [true, 8, 8]` and
+    `netspec: true` are errors), save that a whole float is an integer."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole(cls, value):
+        return whole(value)
+
+    @field_validator("netspec", mode="before", check_fields=False)
+    @classmethod
+    def _version(cls, value):
+        if isinstance(value, bool):  # Literal[1] takes True, which equals 1
+            raise ValueError("Input should be 1")
+        return value
 
 
 class ParamDecl(Strict):
@@ -153,7 +169,8 @@ def _union_choice(errors: list, first: dict) -> tuple[dict, str]:
     (`kernel: [3, 0]` -> the 0), or else what the members accept, together."""
     field = _untagged(first["loc"])
     members = [e for e in errors if _untagged(e["loc"])[:len(field)] == field]
-    telling = [e for e in members if not e["type"].endswith(_MISMATCH)]
+    telling = [e for e in members if not e["type"].endswith(_MISMATCH)] or \
+        [e for e in members if len(_untagged(e["loc"])) > len(field)]  # about an item: `kernel: [3, true]`
     if telling or len(members) == 1:
         chosen = (telling or members)[0]
         return chosen, chosen["msg"]

@@ -25,7 +25,7 @@ CASES = [
     (HEAD + "network:\n  - {id: a, conv: {out: 4, kernel: 1}}\n  - add: [a, input]\n", 6, 5, "cannot add shapes (N, 4, 8, 8) and (N, 3, 8, 8)", "projection"),
     (HEAD + "network:\n  - {id: a, conv: {out: 4, kernel: 3}}\n  - concat: [a, input]\n", 6, 5, "cannot concat (N, 4, 6, 6) and (N, 3, 8, 8)", None),
     (HEAD + "network:\n  - flatten\n  - conv: {out: 4, kernel: 3}\n", 6, 5, "conv expects a 3 or 4 or 5-d input", "flatten"),
-    (HEAD + "network:\n  - conv: {out: \"${5 / 2}\", kernel: 1}\n", 5, 17, "'conv.out': input should be a valid integer, got a number with a fractional part", None),
+    (HEAD + "network:\n  - conv: {out: \"${5 / 2}\", kernel: 1}\n", 5, 17, "'conv.out': input should be a valid integer, got 2.5", None),
     (HEAD + "network:\n  - conv: {out: \"${4 // 0}\", kernel: 1}\n", 5, 17, "division by zero", None),
     (HEAD + "params: {w: 4}\nnetwork:\n  - conv: {out: $W, kernel: 1}\n", 6, 17, "unknown name 'W'", "did you mean 'w'"),
     (HEAD + "network:\n  - {relu, repeat: 1000000}\n", 5, 20, "more than the limit", None),
@@ -101,3 +101,36 @@ def test_nested_train_key_gets_a_did_you_mean(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{path}:6:21: error: unknown key 'lrr'" in err and "did you mean 'lr'" in err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("text,valid", [
+    (HEAD + "network: [flatten, {linear: true}]\n", False),
+    (HEAD + "network: [{conv: {out: 4, kernel: true}}]\n", False),
+    (HEAD + "network: [{conv: {out: 4, kernel: [3, true]}}]\n", False),
+    (HEAD + "network: [{dropout: true}]\n", False),
+    (HEAD + "network: [{conv: {out: 4, kernel: 3, bias: 1}}]\n", False),
+    (HEAD + "network: [{conv: {out: '4', kernel: 3}}]\n", False),
+    (HEAD + "network: [{maxpool: {kernel: 2, ceil_mode: 'true'}}]\n", False),
+    ("netspec: 1\nname: t\ninput: [true, 8, 8]\nnetwork: [relu]\n", False),
+    ("netspec: 1\nname: t\ninput: ['4', 8, 8]\nnetwork: [relu]\n", False),
+    ("netspec: true\nname: t\ninput: [3, 8, 8]\nnetwork: [relu]\n", False),
+    # a whole float is an integer (as in JSON Schema), and expressions stand for their values
+    ("netspec: 1.0\nname: t\ninput: [3.0, 8, 8]\nnetwork: [{conv: {out: 4.0, kernel: [3, 3.0]}}]\n", True),
+    (HEAD + "params: {c: 8, b: false}\nnetwork: [{conv: {out: '${c / 2}', kernel: $c, bias: $b}}, {dropout: '${1 / 4}'}]\n", True),
+])
+def test_types_are_strict_and_agree_with_the_schema(text, valid):
+    """pydantic's lax mode took `true` as 1 and '4' as 4; the JSON Schema never did."""
+    import json
+
+    import jsonschema
+    import yaml
+
+    from netspec.schema import schema_text
+
+    schema_ok = jsonschema.Draft202012Validator(json.loads(schema_text())).is_valid(yaml.safe_load(text))
+    try:
+        netspec.load_text(text)
+        netspec_ok = True
+    except netspec.SpecError:
+        netspec_ok = False
+    assert (schema_ok, netspec_ok) == (valid, valid)

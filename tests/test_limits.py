@@ -324,7 +324,7 @@ def test_ids_that_the_generated_module_cannot_hold_are_refused(tmp_path, capsys,
     assert "internal error" not in err
 
 
-@pytest.mark.parametrize("name", ["x", "self", "torch", "output", "getattr", "operator", "add", "cat", "inf",
+@pytest.mark.parametrize("name", ["x", "torch", "output", "getattr", "operator", "add", "cat", "inf",
                                   "match", "case", "print", "relu", "input_", "N", "tensor"])
 def test_ids_that_shadow_generated_code_names_still_compile(tmp_path, name):
     import torch

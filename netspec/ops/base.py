@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 Shape = tuple[int, ...]
 REGISTRY: dict[str, type["Op"]] = {}
@@ -28,9 +28,24 @@ class ShapeError(Exception):
 
 
 class Params(BaseModel):
-    """Base of every op's parameters: unknown keys are errors."""
+    """Base of every op's parameters: unknown keys are errors, and types are strict (`kernel: true`,
+    `out: "4"` and `bias: 1` are errors, as in the JSON Schema), save that a whole float is an integer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _whole(cls, value):
+        return whole(value)
+
+
+def whole(value):
+    """Whole floats as ints, in lists too: JSON Schema counts 2.0 as an integer, and `${c / 2}` gives one."""
+    if value.__class__ is float and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [whole(v) for v in value]
+    return value
 
 
 class NoParams(Params):
