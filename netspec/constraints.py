@@ -20,19 +20,32 @@ The answer is confirmed by elaborating the spec at its edges (the smallest
 size and the one below it, a period's worth of sizes, the ends of a fixed
 range): a handful of front-end runs. Where the derivation does not apply
 (an op whose size rule netspec does not model, such as a plugin op that
-changes sizes, or a template whose structure depends on `in.height`), or a
-spot check disagrees, the sizes are found by probing instead: binary
-searches over elaborations, which rely on sizes growing with the input.
+changes sizes), or a spot check disagrees, the sizes are found by probing
+instead: binary searches over elaborations, which rely on sizes growing with
+the input.
+
+Both take each layer's settings as the same at every input size. A spec
+whose expressions read the input's size (`in.height`, `in.width`,
+`in.length`, `in.shape`, `in.features`) breaks that: a maxpool of kernel
+`${in.height // 4}` or a conv of `${in.width}` channels changes with the
+size, so neither a derivation from the spec's own size nor a handful of
+probes can tell which sizes work. Such a spec is refused, at the expression.
+`in.channels` and `in.rank` are taken as fixed: they are, except after a
+flatten that merges the channels with a spatial dimension.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from . import ops
 from .errors import SpecError
+from .load import Map, Seq
 
+SIZE_FIELDS = ("height", "width", "length", "shape", "features")  # fields of `in` that follow the input size
+_IN_FIELD = re.compile(r"(?<![A-Za-z0-9_.])in\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 WINDOW = 8
 SCAN = 32
 DIM_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -201,6 +214,7 @@ def _culprit(a, b) -> str:
 def input_range(path, params=None, input=None, text: str | None = None) -> list[DimRange]:
     """One DimRange per spatial dimension of the input (none for a vector input)."""
     probe = _Probe(path, params, input, text)
+    _refuse_size_dependent(probe)
     spatial = len(probe.shape) - 1
     names = DIM_NAMES.get(spatial, tuple(f"dim{i + 1}" for i in range(spatial)))
     try:
@@ -216,6 +230,38 @@ def input_range(path, params=None, input=None, text: str | None = None) -> list[
         ranges.append(found)
     return ranges
 
+
+def _refuse_size_dependent(probe: _Probe) -> None:
+    """A SpecError at the first expression, in the network or a template it uses, that reads the input's
+    size: layers that change with the size defeat both the derivation and the probing (see the top)."""
+    from .templates import for_spec
+
+    templates = for_spec(probe.doc, probe.path)
+    used = [templates[node.op] for node, _ in probe.base.nodes() if node.group and node.op in templates]
+    places = [(value, at) for key, value in probe.doc.items() if key != "blocks"
+              for value, at in _strings(value, probe.doc.at(key))]
+    for template in dict.fromkeys(used):  # each once, in order of use
+        places += _strings(template.graph, template.pos)
+        places += [(decl.default, template.decl_pos[name]) for name, decl in template.decls.items()
+                   if isinstance(decl.default, str)]
+    for value, at in places:
+        fields = [f for f in _IN_FIELD.findall(value) if f in SIZE_FIELDS] if "$" in value else []
+        if fields:
+            raise SpecError(at, f"--input-range cannot work out the sizes this network takes, because its "
+                            f"layers change with the input size (this expression reads in.{fields[0]})",
+                            hint="it assumes each layer's settings are the same at every size; check one "
+                            "size with --input C,H,W instead")
+
+
+def _strings(value, at) -> list[tuple[str, object]]:
+    """Every string inside a loaded YAML value, with its position."""
+    if isinstance(value, str):
+        return [(value, at)]
+    if isinstance(value, Map):
+        return [found for key, item in value.items() for found in _strings(item, value.at(key))]
+    if isinstance(value, Seq):
+        return [found for index, item in enumerate(value) for found in _strings(item, value.at(index))]
+    return []
 
 
 # -- the derivation: shape rules as functions of the input size ------------------------

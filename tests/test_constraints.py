@@ -154,20 +154,6 @@ AWKWARD = {
         - layernorm: {dims: 2}
         - linear: 5
     """, 70),
-    # a template whose structure depends on the input size: not derivable, probed instead
-    "structure": ("""
-      input: [3, 32, 32]
-      blocks:
-        down:
-          params: {}
-          graph:
-            - {maxpool: 2, if: "${in.height >= 16}"}
-            - conv: {out: 3, kernel: 3}
-      network:
-        - {down: {}, repeat: 3}
-        - global_avgpool
-        - linear: 4
-    """, 64),  # (beyond 64, H pools W too far: probing assumes sizes grow with the input, so it stops there)
     # ceil_mode where the last window may start in the padding: probed, not derived
     "ceil_padding": ("""
       input: [1, 30, 30]
@@ -199,8 +185,7 @@ def test_derived_ranges_equal_every_size_elaborated(name):
     text, limit = _awkward(name)
     base = netspec.load_text(text, f"{name}.yaml")
     ranges = input_range(f"{name}.yaml", text=text)
-    # the `if` on in.height changes the structure along H only; W is still derived
-    expected = {"structure": ["probed", "derived"], "ceil_padding": ["probed", "probed"]}
+    expected = {"ceil_padding": ["probed", "probed"]}
     assert [r.method for r in ranges] == expected.get(name, ["derived"] * len(ranges)), name
     for axis, r in enumerate(ranges, start=1):
         for size in range(1, limit + 1):
@@ -227,3 +212,38 @@ def test_awkward_lines():
     assert line("finite") == "H, W in {2, 3, 4, 5, 7}"
     assert line("weights") == "H, W must be 20 x 24 because layernorm over 2 dimensions at 1 " \
                               "(H in 19..20; W in 23..24 give the same weights)"
+
+
+SIZE_DEPENDENT = {
+    # (the layer, the column of its expression): settings that follow the input size
+    "pool_kernel": ('  - maxpool: {kernel: "${in.height // 4}"}\n  - flatten\n  - linear: 10\n', 23),
+    "conv_out": ('  - conv: {out: "${in.width}", kernel: 3}\n  - global_avgpool\n  - linear: 10\n', 17),
+    "structure": ('  - {maxpool: 2, if: "${in.shape[1] >= 16}"}\n  - conv: {out: 3, kernel: 3}\n', 22),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SIZE_DEPENDENT))
+def test_layers_that_follow_the_input_size_are_refused(tmp_path, capsys, name):
+    """Derivation and probing both take layers as fixed; these are not (maxpool's kernel is 8 at 32 but
+    4 at 16), so a range would be wrong: the spec is refused at the expression instead."""
+    layers, col = SIZE_DEPENDENT[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text("netspec: 1\nname: t\ninput: [3, 32, 32]\nnetwork:\n" + layers)
+    netspec.load(path)  # a valid spec
+    assert main(["check", "--input-range", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:5:{col}: error: --input-range cannot work out the sizes this network takes, "
+                          "because its layers change with the input size (this expression reads in."), err
+    assert "Traceback" not in err
+
+
+def test_a_template_that_reads_the_size_is_refused_where_it_is_used(tmp_path):
+    text = ("netspec: 1\nname: t\ninput: [3, 32, 32]\nblocks:\n"
+            "  down: {graph: [{maxpool: 2, if: '${in.height >= 16}'}]}\n"
+            "  unused: {graph: [{conv: {out: '${in.width}', kernel: 1}}]}\n"
+            "network:\n  - {down: {}, repeat: 3}\n  - residual: {out: 4}\n")
+    with pytest.raises(netspec.SpecError) as err:
+        input_range("t.yaml", text=text)
+    assert (err.value.pos.line, err.value.pos.col) == (5, 35) and "in.height" in err.value.message
+    # in.channels (residual reads it) is fixed by the layers before, and an unused template is no matter
+    assert describe(input_range("t.yaml", text=text.replace("  - {down: {}, repeat: 3}\n", ""))) == "any H, W"
