@@ -79,11 +79,19 @@ def for_spec(doc: Map, spec_path: str) -> dict[str, Template]:
     found = dict(builtins())
     uses = doc.get("use") or []
     base = Path(spec_path).parent
+    origin: dict[str, str] = {}  # template name -> the use: file that defines it
     for index, name in enumerate(uses):
         path = base / name
         if not path.is_file():
             raise SpecError(uses.at(index), f"template file '{name}' not found (looked in {base or '.'})")
-        found.update(load_template_file(path))
+        if name in uses[:index]:
+            raise SpecError(uses.at(index), f"template file '{name}' is listed twice in 'use'")
+        for tname, template in load_template_file(path).items():
+            if tname in origin:  # which one was meant is not for netspec to guess
+                raise SpecError(template.pos, f"template '{tname}' is defined both in '{origin[tname]}' and in "
+                                f"'{name}'", hint="rename one, or define it once")
+            origin[tname] = name
+            found[tname] = template
     if doc.get("blocks"):
         found.update(_templates(doc["blocks"], builtin=False))
     return found

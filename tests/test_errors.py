@@ -134,3 +134,20 @@ def test_types_are_strict_and_agree_with_the_schema(text, valid):
     except netspec.SpecError:
         netspec_ok = False
     assert (schema_ok, netspec_ok) == (valid, valid)
+
+
+def test_two_use_files_defining_one_template_is_an_error_naming_both(tmp_path, capsys):
+    (tmp_path / "a.yaml").write_text("blocks:\n  blk: {graph: [relu]}\n")
+    (tmp_path / "b.yaml").write_text("netspec: 1\nblocks:\n  other: {graph: [relu]}\n  blk: {graph: [sigmoid]}\n")
+    spec = tmp_path / "net.yaml"
+    spec.write_text(HEAD + "use: [a.yaml, b.yaml]\nnetwork: [blk]\n")
+    assert main(["check", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{tmp_path / 'b.yaml'}:4:3: error: template 'blk' is defined both in 'a.yaml' and in "
+                          "'b.yaml'\n"), err
+    spec.write_text(HEAD + "use: [a.yaml, a.yaml]\nnetwork: [blk]\n")
+    assert main(["check", str(spec)]) == 2
+    assert capsys.readouterr().err.startswith(f"{spec}:4:15: error: template file 'a.yaml' is listed twice in 'use'")
+    # the spec's own blocks still take precedence over a use: file (and built-ins), as before
+    spec.write_text(HEAD + "use: [a.yaml]\nblocks:\n  blk: {graph: [flatten]}\nnetwork: [blk]\n")
+    assert netspec.load(spec).output == (192,)
