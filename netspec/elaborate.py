@@ -197,6 +197,8 @@ class Elaborator:
     def kind_of_name(self, name: str, pos: Pos) -> str:
         if ops.get(name) or name in self.templates:
             return name
+        if name in _BARE_KEYWORDS:  # a keyword alone (`- group`): say what it needs, not "did you mean 'group'"
+            raise self.error(pos, *_BARE_KEYWORDS[name])
         raise self.unknown(name, pos)
 
     def unknown(self, name, pos: Pos) -> SpecError:
@@ -711,6 +713,15 @@ def _ref(value) -> str | None:
     return match.group(1) if match else None
 
 
+_BARE_KEYWORDS = {  # what a keyword of the language written alone as a layer needs: (message, hint)
+    "group": ("'group' needs a mapping: its name and its layers",
+              "write `- group: stem` with `layers: [...]` under it, indented"),
+    "layers": ("'layers' needs a list of layers", "e.g. `- layers: [relu, {linear: 10}]`"),
+    "parallel": ("'parallel' needs a list of branches", "e.g. `- {parallel: [relu, gelu], merge: add}`"),
+    "merge": ("'merge' is not a layer: it says how a parallel joins its branches",
+              "e.g. `- {parallel: [relu, gelu], merge: add}`"),
+    **{key: (f"'{key}' is not a layer: it is a key of one", f"e.g. `- {{{key}: ..., relu}}`") for key in META},
+}
 _ABSENT = object()  # no `if`
 _KINDS = {"int": int, "float": float, "bool": bool, "str": str, "list": list}  # a declared type's exact class
 _PLAIN = {int, float, bool, type(None)}  # values with nothing to substitute
