@@ -19,13 +19,13 @@ SPEC = """\
 netspec: 1
 name: small
 input: [1, 28, 28]
-params: {width: 4}
+params: {width: 4, classes: 10}
 network:
   - conv: {out: $width, kernel: 3, padding: 1}
   - relu
   - maxpool: {kernel: 2, stride: 2}
   - flatten
-  - linear: 10
+  - linear: $classes
 train:
   data: synthetic
   batch_size: 32
@@ -51,7 +51,7 @@ def test_train_quiet_prints_only_the_last_line_and_writes_the_run(spec, capsys):
     assert run.name.startswith("small-")
     saved = json.loads((run / "config.json").read_text())
     assert saved["config"]["epochs"] == 2 and saved["config"]["optimizer"]["sgd"]["lr"] == 0.2
-    assert saved["spec"]["params"] == {"width": 6}
+    assert saved["spec"]["params"] == {"width": 6, "classes": 10}
     assert checkpoint.load(run / "last.pt")["model"]["0.weight"].shape[0] == 6
 
 
@@ -62,13 +62,145 @@ def test_train_quiet_prints_only_the_last_line_and_writes_the_run(spec, capsys):
     (["--resume", "missing.pt"], "error: no checkpoint at missing.pt"),
     (["--threads", "0"], "error: threads: Input should be greater than or equal to 1"),
     (["--threads", "-1"], "error: threads: Input should be greater than or equal to 1"),
+    (["--lr", "inf"], "error: optimizer.sgd.lr: Input should be a finite number"),
+    (["--lr", "nan"], "error: optimizer.sgd.lr: Input should be a finite number"),
+    (["--lr", "-1"], "error: optimizer.sgd.lr: Input should be greater than 0"),
+    (["--optimizer", "adamw", "--lr", "1e38"], "error: optimizer.adamw.lr: Input should be less than or equal to 1000"),
+    (["--seed", "99999999999999999999"], "error: seed: Input should be less than or equal to 4294967295"),
+    (["--compile", "bogus"], "error: unknown torch.compile backend 'bogus'; choose one of "),
+    (["-p", "classes=5"], "error: the network's output has shape [5] per image, but synthetic has 10 classes"),
+    (["-p", "classes=12"], "error: the network's output has shape [12] per image, but synthetic has 10 classes"),
+    (["--device", "cuda"], "error: --device cuda, but PyTorch sees no CUDA device"),
+    (["--resume", "."], "error: no checkpoint at . (a folder)"),
 ])
-def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, args, message):
+def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, monkeypatch, args, message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert main(["train", str(spec), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith(message) or message in err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert not Path("runs").exists()
+
+
+def test_a_run_that_fails_before_its_first_save_leaves_no_folder(spec, capsys, monkeypatch):
+    """A run folder is made at the first write: a diverged (or failed) run leaves no lone config.json."""
+    from netspec.train import loop
+
+    monkeypatch.setattr(loop.F, "cross_entropy", lambda *a, **k: torch.tensor(float("nan"), requires_grad=True))
+    assert main(["train", str(spec), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "at epoch 1" in err and "no checkpoint had been written yet" in err and err.count("\n") == 1
+    assert not Path("runs").exists()
+
+
+def test_an_existing_run_is_never_merged_into(spec, capsys):
+    """--out naming a run folder is refused; resuming it, or --overwrite, writes there."""
+    assert main(["train", str(spec), "--quiet", "--out", "run"]) == 0
+    before = {p.name: p.stat().st_mtime_ns for p in Path("run").iterdir()}
+    assert main(["train", str(spec), "--quiet", "--out", "run", "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: run already holds a run; continue it with --resume run/last.pt, choose another --out, "
+                   "or pass --overwrite to replace it\n")
+    assert {p.name: p.stat().st_mtime_ns for p in Path("run").iterdir()} == before
+    assert main(["train", str(spec), "--quiet", "--out", "run", "--resume", "run/last.pt", "--epochs", "2"]) == 0
+    assert main(["train", str(spec), "--quiet", "--out", "run", "--overwrite", "-p", "width=3"]) == 0
+    assert checkpoint.load("run/last.pt")["epoch"] == 1  # a new run, not the resumed one
+    assert len(Path("run/metrics.jsonl").read_text().splitlines()) == 1  # its records only
+    Path("empty").mkdir()
+    assert main(["train", str(spec), "--quiet", "--out", "empty"]) == 0  # an empty folder is no run
+
+
+def test_a_checkpoint_outside_a_run_folder_resumes_into_a_new_one(spec):
+    """A last.pt copied to the current folder does not turn it into a run folder."""
+    assert main(["train", str(spec), "--quiet", "--out", "run"]) == 0
+    Path("copy.pt").write_bytes(Path("run/last.pt").read_bytes())
+    assert main(["train", "--resume", "copy.pt", "--epochs", "2", "--quiet"]) == 0
+    assert not Path("config.json").exists() and not Path("last.pt").exists()
+    [run] = list(Path("runs").iterdir())
+    assert checkpoint.load(run / "last.pt")["epoch"] == 2
+
+
+@pytest.mark.parametrize("out, message", [
+    ("afile", "error: run folder afile is a file"),
+    ("afile/run", "error: cannot make run folder afile/run: afile is a file"),
+])
+def test_an_out_that_cannot_be_a_folder_is_a_user_error(spec, capsys, out, message):
+    Path("afile").write_text("x")
+    assert main(["train", str(spec), "--quiet", "--out", out]) == 2
+    assert capsys.readouterr().err == message + "\n"
+    assert sorted(p.name for p in Path(".").iterdir()) == ["afile", "small.yaml"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_an_unwritable_out_is_a_user_error(spec, capsys):
+    Path("locked").mkdir(mode=0o500)
+    assert main(["train", str(spec), "--quiet", "--out", "locked/run"]) == 2
+    assert capsys.readouterr().err == "error: cannot make run folder locked/run: locked is not writable\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input", "abc"], "argument --input: expected C,H,W like 1,28,28, got 'abc'"),
+    (["--input", "1,0,28"], "argument --input: sizes must be positive, got '1,0,28'"),
+    (["--nproc", "0"], "argument --nproc: must be at least 1, got 0"),
+    (["--nproc", "-1"], "argument --nproc: must be at least 1, got -1"),
+])
+def test_bad_values_are_usage_errors(spec, capsys, args, message):
+    with pytest.raises(SystemExit) as info:
+        main(["train", str(spec), *args])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not Path("runs").exists()
+
+
+def _resolve(monkeypatch) -> dict:
+    """What `netspec train ...` would train, from now on without training it."""
+    from netspec.train import loop
+
+    seen = {}
+    monkeypatch.setattr(loop, "run_training", lambda config, source, options: seen.update(
+        config=config, source=source, options=options))
+    return seen
+
+
+@pytest.fixture
+def resolved(monkeypatch):
+    return _resolve(monkeypatch)
+
+
+@pytest.mark.parametrize("args, compile", [
+    (["--compile", "{spec}"], True),
+    (["--compile", "aot_eager", "{spec}"], "aot_eager"),
+    (["{spec}", "--compile=eager"], "eager"),
+    (["--no-compile", "{spec}"], False),
+])
+def test_compile_does_not_swallow_the_spec(spec, resolved, args, compile):
+    assert main(["train", *[a.format(spec=spec) for a in args]]) == 0
+    assert resolved["source"].name == "small" and resolved["config"].compile == compile
+
+
+def test_flags_turn_off_what_the_checkpoint_set(spec, monkeypatch):
+    assert main(["train", str(spec), "--quiet", "--out", "run", "--ema", "0.9", "--checkpoint-every", "1",
+                 "--max-steps", "4"]) == 0
+    ckpt = torch.load("run/last.pt", weights_only=True)
+    ckpt["config"].update(compile="aot_eager", download=True)  # as if trained so (compiling takes long)
+    torch.save(ckpt, "run/last.pt")
+    resolved = _resolve(monkeypatch)
+    assert main(["train", "--resume", "run/last.pt", "--epochs", "2", "--ema", "0", "--checkpoint-every", "0",
+                 "--max-steps", "0", "--limit-train", "0", "--no-compile", "--no-download"]) == 0
+    c = resolved["config"]
+    assert (c.ema, c.checkpoint_every, c.max_steps, c.limit_train, c.compile, c.download) == (None,) * 4 + (False,) * 2
+    monkeypatch.setenv("COLUMNS", "400")
+    help_text = " ".join(_help().split())  # --help says how
+    for words in ("0.999; 0: none)", "(0: no limit)", "first N images only (0: all)", "(0: never)",
+                  "--no-compile turns it off", "--download, --no-download"):
+        assert words in help_text
+
+
+def _help() -> str:
+    parser = argparse.ArgumentParser(prog="netspec train")
+    add_train_arguments(parser)
+    return parser.format_help()
 
 
 @pytest.mark.parametrize("shape", ["[784]", "[16, 100]", "[1, 8, 8, 8]"])

@@ -83,3 +83,40 @@ def test_bad_override_is_a_config_error():
 def test_config_does_not_import_torch():
     code = "import sys, netspec.train.config; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("section, expected", [
+    ({"optimizer": {"sgd": {"lr": float("inf")}}}, "lr: Input should be a finite number"),
+    ({"optimizer": {"sgd": {"lr": float("nan")}}}, "lr: Input should be a finite number"),
+    ({"optimizer": {"sgd": {"lr": -0.1}}}, "lr: Input should be greater than 0"),
+    ({"optimizer": {"adamw": {"lr": 1e38}}}, "lr: Input should be less than or equal to 1000"),
+    ({"ema": float("nan")}, "ema: Input should be a finite number"),
+    ({"seed": 2**64}, "seed: Input should be less than or equal to 4294967295"),
+    ({"seed": -1}, "seed: Input should be greater than or equal to 0"),
+    ({"compile": "specs/net.yaml"}, "is not a torch.compile backend name"),
+])
+def test_rates_seeds_and_backends_that_cannot_work_are_refused(section, expected):
+    """inf or nan trains nothing and is not JSON; AdamW's float32 step overflows for a rate near 1e37;
+    torch.manual_seed refuses a seed past 64 bits; a backend is a name, never a path."""
+    with pytest.raises(ConfigError) as info:
+        load_config(section)
+    assert expected in str(info.value)
+
+
+def test_zero_turns_off_a_count_the_spec_or_checkpoint_set():
+    base = TrainConfig(ema=0.9, max_steps=5, checkpoint_every=2, limit_train=64, limit_test=32)
+    c = apply_overrides(base, {"ema": 0.0, "max_steps": 0, "checkpoint_every": 0, "limit_train": 0, "limit_test": 0})
+    assert (c.ema, c.max_steps, c.checkpoint_every, c.limit_train, c.limit_test) == (None,) * 5
+    assert apply_overrides(base, {"max_steps": None}).max_steps == 5  # not given: kept
+    with pytest.raises(ConfigError, match="epochs"):
+        apply_overrides(base, {"epochs": 0})  # epochs has no "none"
+
+
+def test_switching_schedule_keeps_its_settings_like_the_optimizer():
+    base = TrainConfig.from_section({"schedule": {"cosine": {"warmup_steps": 3, "min_lr": 0.01}},
+                                     "optimizer": {"sgd": {"lr": 0.9, "momentum": 0.5}}})
+    same = apply_overrides(base, {"schedule": "cosine", "optimizer": "sgd"})
+    assert same.schedule.settings.warmup_steps == 3 and same.schedule.settings.min_lr == 0.01
+    assert same.optimizer.settings.momentum == 0.5
+    other = apply_overrides(base, {"schedule": "step"})
+    assert other.schedule.name == "step" and other.schedule.settings.warmup_steps == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from pathlib import Path
 
 import torch
@@ -18,10 +19,21 @@ FORMAT = "netspec-checkpoint/1"
 PREFIXES = ("_orig_mod.", "module.")  # added by torch.compile and DDP wrappers
 
 
+# What every checkpoint holds, and what resuming needs besides
+NEEDED = ("model", "config", "spec", "input", "epoch")
+NEEDED_TO_RESUME = NEEDED + ("optimizer", "scheduler", "rng", "batch", "step", "partial")
+
+
 class ResumeError(Exception):
-    """A checkpoint that cannot be used to resume this run."""
+    """A checkpoint that cannot be used to resume this run (or to evaluate)."""
 
     exit_code = 2
+
+
+class SaveError(Exception):
+    """A checkpoint that could not be written (disk full, permissions); the old file is intact."""
+
+    exit_code = 1
 
 
 def clean_state_dict(state: dict) -> dict:
@@ -39,25 +51,106 @@ def clean_state_dict(state: dict) -> dict:
 
 
 def save(payload: dict, path: Path) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash leaves the old file whole."""
+    """Write to a temporary file beside `path`, then rename: a crash leaves the old file whole.
+
+    A failed write (a full disk makes torch.save raise RuntimeError) removes the
+    temporary file and raises SaveError.
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"format": FORMAT, **payload}, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save({"format": FORMAT, **payload}, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise SaveError(f"could not write {path}: {e.strerror or e}") from None
+        if isinstance(e, RuntimeError):
+            raise SaveError(f"could not write {path} (is the disk full?)") from None
+        raise
 
 
-def load(path: str | Path) -> dict:
-    """Read a checkpoint safely (`weights_only=True`: no pickled code runs)."""
+def load(path: str | Path, needed=NEEDED) -> dict:
+    """Read a checkpoint safely (`weights_only=True`: no pickled code runs); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise ResumeError(f"no checkpoint at {path}")
+        raise ResumeError(f"no checkpoint at {path}" + (" (a folder)" if path.is_dir() else ""))
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, not a torch file, unsafe pickle
-        raise ResumeError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ResumeError(f"{path} is not a readable checkpoint ({_unreadable(path, e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ResumeError(f"{path} is not a netspec checkpoint")
+    missing = [k for k in needed if k not in ckpt]
+    if not missing and not (isinstance(ckpt["spec"], dict) and "hash" in ckpt["spec"]):
+        missing = ["spec.hash"]
+    if missing:
+        raise ResumeError(f"{path} is an incomplete checkpoint (it has no {missing[0]})")
     return ckpt
+
+
+def _unreadable(path: Path, error: Exception) -> str:
+    """Why torch.load refused a file, in a few words (its own messages run to paragraphs)."""
+    text = str(error)
+    if isinstance(error, OSError):
+        return error.strerror or type(error).__name__
+    if path.stat().st_size == 0:
+        return "the file is empty"
+    if isinstance(error, EOFError) or "zip archive" in text or "central directory" in text:
+        return "the file is truncated or damaged"
+    if "Unsupported global" in text:
+        return "it holds Python objects besides tensors and plain data; netspec loads checkpoints with weights_only=True"
+    if "Weights only load failed" in text:
+        return "not a file written by torch.save"
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def config_of(ckpt: dict, path):
+    """The checkpoint's TrainConfig; a ResumeError naming the checkpoint when it is not valid."""
+    from pydantic import ValidationError
+
+    from .config import TrainConfig, describe_error
+    try:
+        return TrainConfig.model_validate(ckpt["config"])
+    except ValidationError as e:
+        raise ResumeError(f"{path} holds an invalid training config ({describe_error(e, prefix='')})") from None
+
+
+def spec_text(ckpt: dict, path) -> str:
+    """The spec's source kept in the checkpoint, to rebuild the network without the file."""
+    text = ckpt["spec"].get("text")
+    if not isinstance(text, str) or not text:
+        raise ResumeError(f"{path} holds no spec text to rebuild the network from; give the SPEC too")
+    return text
+
+
+def load_weights(module, state, what: str) -> None:
+    """Load a state dict, or raise ResumeError naming the first tensor that does not fit.
+
+    PyTorch's own message lists every mismatch over many lines; one is enough.
+    """
+    if not isinstance(state, dict):
+        raise ResumeError(f"{what} holds no weights")
+    state = clean_state_dict(state)
+    own = module.state_dict()
+    reason = next((f"{k} is {list(state[k].shape)} there but {list(own[k].shape)} in the network"
+                   for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape),
+                  None)
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if reason is None and (missing or extra):
+        name, count = (missing[0], len(missing)) if missing else (extra[0], len(extra))
+        reason = (f"{'no' if missing else 'an extra'} {name}" + (f" and {count - 1} more" if count > 1 else "")
+                  + (" there" if missing else ""))
+    if reason is None:
+        try:
+            module.load_state_dict(state)
+            return
+        except (RuntimeError, TypeError, ValueError) as e:
+            reason = str(e).strip().splitlines()[-1].strip()
+    raise ResumeError(f"{what} does not fit this network ({reason})")
 
 
 def rng_state() -> dict:

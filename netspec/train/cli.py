@@ -26,6 +26,36 @@ OVERRIDES = [
 ]
 
 
+def _shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected C,H,W like 1,28,28, got '{text}'") from None
+    if any(d < 1 for d in shape):
+        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
+    return shape
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+class _Compile(argparse.Action):
+    """`--compile [BACKEND]`. A backend is a name; a path after the flag (`--compile net.yaml`) is the
+    SPEC, which nargs='?' would otherwise swallow as a backend."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        if value is not None and not value.isidentifier():
+            namespace.compile_spec, value = value, None  # run_train puts it back as the spec
+        setattr(namespace, self.dest, True if value is None else value)
+
+
 def _size(text: str):
     parts = text.replace("x", ",").split(",")
     try:
@@ -38,16 +68,17 @@ def _size(text: str):
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="fashion-mnist (default), mnist, cifar10, synthetic or imagefolder:PATH")
     p.add_argument("--data-dir", help="folder holding the data sets (else $NETSPEC_DATA, else ~/.cache/netspec/data)")
-    p.add_argument("--download", action="store_true", default=None, help="download a missing torchvision data set")
+    p.add_argument("--download", action=argparse.BooleanOptionalAction,
+                   help="download a missing torchvision data set")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--device", help="auto (default: cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only")
+    p.add_argument("--limit-test", type=int, metavar="N", help="test on the first N images only (0: all)")
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", help="the spec to train (optional with --resume: the checkpoint holds it)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a spec param")
-    p.add_argument("--input", help="input shape C,H,W (overrides the spec's)")
+    p.add_argument("--input", type=_shape, help="input shape C,H,W (overrides the spec's)")
     _data_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="learning rate of the chosen optimizer")
@@ -59,7 +90,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory (default: on for CUDA; on CPU for networks with a conv of 32+ channels; off for MPS)")
-    p.add_argument("--compile", nargs="?", const=True, metavar="BACKEND", help="torch.compile (default backend inductor)")
+    p.add_argument("--compile", nargs="?", action=_Compile, metavar="BACKEND",
+                   help="torch.compile, with BACKEND (default inductor); --no-compile turns it off")
+    p.add_argument("--no-compile", dest="compile", action="store_const", const=False, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--init", choices=["xavier", "kaiming", "default"])
@@ -69,16 +102,20 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-memory", action=argparse.BooleanOptionalAction,
                    help="keep freed memory in the process: fewer page faults (default: on for CPU, Linux/glibc)")
     p.add_argument("--gemm-weight-grads", action=argparse.BooleanOptionalAction,
-                   help="weight gradients of convs with <= 3x3 outputs as one matrix product (default: on for fp32 CPU)")
-    p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999)")
-    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all")
-    p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also write last.pt every N steps")
-    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP)")
-    p.add_argument("--resume", metavar="CHECKPOINT", help="continue a run exactly where it stopped")
+                   help="weight gradients of convs with <= 3x3 outputs as one matrix product (default: on for "
+                        "fp32 CPU training without --compile where PyTorch runs its AVX2 kernels)")
+    p.add_argument("--ema", type=float, metavar="DECAY", help="keep an EMA of the weights (e.g. 0.999; 0: none)")
+    p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all (0: no limit)")
+    p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only (0: all)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="also write last.pt every N steps (0: never)")
+    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP; with --resume, the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    p.add_argument("--resume", metavar="CHECKPOINT",
+                   help="continue a run exactly where it stopped (flags override its settings; "
+                        "0 turns off a count it set, --no-X a switch)")
     p.add_argument("--force", action="store_true", help="resume even if the spec has changed")
     p.add_argument("--quiet", action="store_true", help="print only the last line")
-    p.add_argument("--nproc", type=int, metavar="N", help="train on N processes (starts torchrun)")
+    p.add_argument("--nproc", type=_positive, metavar="N", help="train on N processes (starts torchrun)")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,11 +125,11 @@ def add_eval_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _errors():
-    from .checkpoint import ResumeError
+    from .checkpoint import ResumeError, SaveError
     from .config import ConfigError
     from .data import DataError
     from .loop import TrainError
-    return ConfigError, DataError, ResumeError, TrainError
+    return ConfigError, DataError, ResumeError, SaveError, TrainError
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -102,6 +139,12 @@ def _fail(message: str, code: int = 2) -> int:
 
 def run_train(args) -> int:
     """Validate flags, spec and config, then train; the exit code."""
+    swallowed = getattr(args, "compile_spec", None)  # `--compile SPEC`: see _Compile
+    if swallowed:
+        if args.spec:
+            return _fail(f"--compile takes a backend name, not '{swallowed}'")
+        args.spec = swallowed
+        del args.compile_spec
     if args.nproc and args.nproc > 1 and "LOCAL_RANK" not in os.environ:
         return launch(args.nproc, worker_argv(args))
     errors = _errors()
@@ -109,7 +152,7 @@ def run_train(args) -> int:
         config, source, ckpt = resolve(args)
         from .loop import RunOptions, run_training
         options = RunOptions(out=Path(args.out) if args.out else None, resume=args.resume, force=args.force,
-                             quiet=args.quiet)
+                             overwrite=args.overwrite, quiet=args.quiet)
         run_training(config, source, options)
         return 0
     except errors as e:
@@ -127,41 +170,50 @@ def resolve(args):
     from .config import ConfigError, TrainConfig, apply_overrides
     from .model import ModelSource, load_spec_text
 
-    ckpt = checkpoint.load(args.resume) if args.resume else None
+    ckpt = checkpoint.load(args.resume, checkpoint.NEEDED_TO_RESUME) if args.resume else None
     if args.spec:
         import netspec
         from netspec.api import parse_assignments
-        shape = tuple(int(d) for d in args.input.replace("x", ",").split(",")) if args.input else None
-        spec = netspec.load(args.spec, parse_assignments(args.param), shape)
+        spec = netspec.load(args.spec, parse_assignments(args.param), args.input)
     elif ckpt is not None:
         record = ckpt["spec"]
-        spec = load_spec_text(record["text"], record.get("params") or {}, record.get("path"), record.get("input"))
+        spec = load_spec_text(checkpoint.spec_text(ckpt, args.resume), record.get("params") or {},
+                              record.get("path"), record.get("input"))
     else:
         raise ConfigError("give a SPEC to train, or --resume CHECKPOINT")
     source = ModelSource.from_spec(spec, getattr(spec, "params", None))
-    try:
-        base = TrainConfig.model_validate(ckpt["config"]) if ckpt else TrainConfig.from_section(spec.train)
-    except ValidationError as e:
-        raise located_error(e, getattr(spec, "file", None) or args.spec) from None
+    if ckpt is not None:
+        base = checkpoint.config_of(ckpt, args.resume)
+    else:
+        try:
+            base = TrainConfig.from_section(spec.train)
+        except ValidationError as e:
+            raise located_error(e, getattr(spec, "file", None) or args.spec) from None
     config = apply_overrides(base, {field: getattr(args, field) for _, field in OVERRIDES})
     return config, source, ckpt
 
 
 def launch(nproc: int, argv: list[str]) -> int:
-    """Start torchrun (`python -m torch.distributed.run`) with `nproc` workers; its exit code.
+    """Start torchrun with `nproc` workers (through netspec.train.torchrun); the workers' exit code.
 
-    This process imports no torch: it only waits for the workers.
+    This process imports no torch: it only waits. torchrun runs in its own
+    session and every SIGINT or SIGTERM this process gets is passed on to it
+    once (a Ctrl-C would otherwise reach it twice, and a SIGTERM not at all,
+    orphaning the workers); torchrun passes it to the workers, which save and exit.
     """
+    import signal
     import subprocess
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "netspec.train", *argv]
+    cmd = [sys.executable, "-m", "netspec.train.torchrun", str(nproc), *argv]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, env=env)
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:  # Ctrl-C reached torchrun and the workers too: they save, then exit
-            continue
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in signals}
+    try:
+        code = proc.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
 
 
 def located_error(error, path: str):
@@ -182,7 +234,7 @@ def worker_argv(args) -> list[str]:
     for item in args.param:
         argv += ["-p", item]
     if args.input:
-        argv += ["--input", args.input]
+        argv += ["--input", ",".join(map(str, args.input))]
     for flag, field in OVERRIDES:
         value = getattr(args, field)
         if value is None:
@@ -194,11 +246,12 @@ def worker_argv(args) -> list[str]:
         elif isinstance(value, tuple):
             argv += [flag, ",".join(map(str, value))]
         else:
-            argv += [flag, str(value)]
+            argv.append(f"{flag}={value}")  # = keeps a value like -1 or a backend name with its flag
     for flag in ("out", "resume"):
         if getattr(args, flag):
             argv += [f"--{flag}", str(getattr(args, flag))]
-    argv += ["--force"] * bool(args.force) + ["--quiet"] * bool(args.quiet)
+    for flag in ("force", "overwrite", "quiet"):
+        argv += [f"--{flag}"] * bool(getattr(args, flag))
     return argv
 
 
@@ -215,13 +268,25 @@ def run_eval(args) -> int:
 
 
 def main(argv=None) -> int:
-    """`python -m netspec.train SPEC ...`: the train command alone (what torchrun workers run)."""
+    """`python -m netspec.train SPEC ...`: the train command alone (what torchrun workers run).
+
+    Exit codes as `netspec train`'s: a located spec error is 2, a bug 1 with one line.
+    """
     parser = argparse.ArgumentParser(prog="netspec train")
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     from netspec.errors import SpecError
+    first = os.environ.get("RANK", "0") == "0"  # under torchrun, say it once
     try:
         return run_train(args)
     except SpecError as err:
-        print(err.format(), file=sys.stderr)
+        if first:
+            print(err.format(), file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if os.environ.get("NETSPEC_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1

@@ -35,7 +35,12 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused: a rate of inf trains nothing, and JSON cannot hold them
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+
+MAX_LR = 1000.0  # far above any useful rate; AdamW's float32 step overflows near 1e37
+MAX_SEED = 2**32 - 1  # as NumPy's; the shuffle's seed (seed * 1_000_003 + epoch) stays in 64 bits
 
 
 def _one_key(value: Any) -> Any:
@@ -76,7 +81,7 @@ class _OneOf(_Strict):
 class SGD(_Strict):
     """Plain SGD as in the book (momentum 0); momentum, weight decay and nesterov on request."""
 
-    lr: float = Field(0.05, gt=0)
+    lr: float = Field(0.05, gt=0, le=MAX_LR)
     momentum: float = Field(0.0, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     nesterov: bool = False
@@ -91,7 +96,7 @@ class SGD(_Strict):
 class AdamW(_Strict):
     """AdamW with decoupled weight decay (PyTorch's defaults except lr)."""
 
-    lr: float = Field(1e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, le=MAX_LR)
     weight_decay: float = Field(0.01, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
 
@@ -220,7 +225,7 @@ class TrainConfig(_Strict):
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: Optional[float] = Field(None, gt=0)
     init: Literal["xavier", "kaiming", "default"] = "xavier"
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     ema: Optional[float] = Field(None, gt=0, lt=1)
 
     device: str = "auto"
@@ -262,6 +267,8 @@ class TrainConfig(_Strict):
     @field_validator("compile")
     @classmethod
     def _compile_backend(cls, v):
+        if isinstance(v, str) and v and not v.isidentifier():  # the loop checks it against torch's list
+            raise ValueError(f"'{v}' is not a torch.compile backend name (e.g. inductor, aot_eager)")
         return v if isinstance(v, bool) or v else False
 
     @classmethod
@@ -329,20 +336,32 @@ def load_config(section: dict | None) -> TrainConfig:
         raise ConfigError(describe_error(e)) from None
 
 
+# Optional counts a flag can switch off again with 0 (a spec or checkpoint may have set them)
+NONE_AT_ZERO = ("ema", "max_steps", "checkpoint_every", "limit_train", "limit_test")
+
+
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """Lay command-line values over a config; None means "not given".
 
-    Besides the field names, two keys are special: `lr` sets the rate of the
-    chosen optimizer, and `optimizer` (a name) switches the optimizer, keeping
-    the spec's settings when the name is the same and the new optimizer's
-    defaults otherwise.
+    Besides the field names, some keys are special: `lr` sets the rate of the
+    chosen optimizer; `optimizer` and `schedule` (names) switch them, keeping
+    the spec's settings when the name is the same and the new one's defaults
+    otherwise; 0 for a NONE_AT_ZERO field means "none", so a resumed run or an
+    evaluation can drop what the checkpoint had set.
     """
     merged = config.to_dict()
     given = {k: v for k, v in overrides.items() if v is not None}
+    for key in NONE_AT_ZERO:
+        if given.get(key) == 0:
+            del given[key]
+            merged[key] = None
     name = given.pop("optimizer", None)
     lr = given.pop("lr", None)
     if name is not None and name != config.optimizer.name:
         merged["optimizer"] = {name: {}}
+    schedule = given.pop("schedule", None)
+    if schedule is not None and schedule != config.schedule.name:
+        merged["schedule"] = {schedule: {}}
     if lr is not None:
         opt = merged["optimizer"]
         key = next(iter(opt))

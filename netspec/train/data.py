@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -293,12 +294,19 @@ def torchvision_set(name: str, data_dir: str | None, download: bool, device) -> 
         looked = ", ".join(str(d / folder) for d in dirs)
         raise DataError(f"{name} not found (looked in {looked}); put the torchvision files there, "
                         f"point --data-dir or NETSPEC_DATA at their folder, or pass --download")
+    new = _first_missing(root / folder)
     try:
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
-    except (RuntimeError, OSError) as e:  # incomplete files, or a failed download
-        raise DataError(f"{name} could not be read from {root / folder} ({e}); "
-                        f"{'check the network' if download else 'pass --download to fetch it again'}") from None
+    except (RuntimeError, OSError) as e:  # incomplete files, or a failed download (its message runs to lines)
+        if new is not None and download:
+            shutil.rmtree(new, ignore_errors=True)  # what the failed download made: partial or empty
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()] or [type(e).__name__]
+        if download:
+            raise DataError(f"{name} could not be downloaded to {root / folder} ({lines[-1]}); check the network, "
+                            f"or put the torchvision files there yourself") from None
+        raise DataError(f"{name} could not be read from {root / folder} ({lines[0]}); "
+                        f"pass --download to fetch it again") from None
 
     def split(ds) -> TensorSplit:
         images = torch.as_tensor(ds.data)
@@ -307,6 +315,16 @@ def torchvision_set(name: str, data_dir: str | None, download: bool, device) -> 
 
     return Data(name, split(train), split(test), list(train.classes),
                 description=f"{name} from {root}")
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (a download would make it), or None."""
+    missing = None
+    for folder in (path, *path.parents):
+        if folder.exists():
+            return missing
+        missing = folder
+    return missing
 
 
 def synthetic(channels: int, device) -> Data:

@@ -8,10 +8,10 @@ import torch
 
 from . import checkpoint
 from .checkpoint import ResumeError
-from .config import TrainConfig, apply_overrides
+from .config import apply_overrides
 from .data import load_data
 from .distributed import World
-from .loop import pick_device, evaluate
+from .loop import check_outputs, evaluate, pick_device
 from .model import ModelSource
 
 
@@ -41,20 +41,21 @@ def evaluate_checkpoint(path, overrides: dict | None = None, use_ema: bool = Fal
     batch_size, device) laid over the checkpoint's own config.
     """
     ckpt = checkpoint.load(path)
-    config = apply_overrides(TrainConfig.model_validate(ckpt["config"]), overrides or {})
+    config = apply_overrides(checkpoint.config_of(ckpt, path), overrides or {})
     config = config.model_copy(update={"limit_train": 1})  # the train split is not needed
-    source = model or ModelSource.from_record(ckpt["spec"])
+    if model is None:
+        checkpoint.spec_text(ckpt, path)
+        model = ModelSource.from_record(ckpt["spec"])
     device = pick_device(config.device)
-    data = load_data(config, tuple(ckpt["input"]), device)
-    net = source.build(tuple(ckpt["input"]))
+    shape = _input(ckpt, path)
+    data = load_data(config, shape, device)
+    net = model.build(shape)
     weights = "ema" if use_ema else "model"
     if ckpt.get(weights) is None:
         raise ResumeError(f"{path} holds no {weights} weights (train with --ema to keep an average)")
-    try:
-        net.load_state_dict(checkpoint.clean_state_dict(ckpt[weights]))
-    except RuntimeError as e:
-        raise ResumeError(f"{path}: weights do not fit the network ({str(e).splitlines()[0]})") from None
+    checkpoint.load_weights(net, ckpt[weights], f"{path}'s EMA" if use_ema else str(path))
     net.to(device)
+    check_outputs(net, data)
     amp = config.amp if config.amp is not None else device.type == "cuda"
     dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
     counts = evaluate(net, data.test, config.batch_size, device,
@@ -62,6 +63,14 @@ def evaluate_checkpoint(path, overrides: dict | None = None, use_ema: bool = Fal
                       World(), False, len(data.classes)).cpu()
     return Evaluation(data.description, list(data.classes), counts[0].long().tolist(), counts[1].long().tolist(),
                       int(ckpt["epoch"]), weights)
+
+
+def _input(ckpt: dict, path) -> tuple:
+    """The (C, H, W) the network was trained at."""
+    shape = ckpt["input"]
+    if not (isinstance(shape, (list, tuple)) and shape and all(isinstance(d, int) and d > 0 for d in shape)):
+        raise ResumeError(f"{path} holds no valid input shape (got {shape!r})")
+    return tuple(shape)
 
 
 def print_evaluation(result: Evaluation) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
 import signal
 import time
@@ -24,7 +25,8 @@ import torch.nn.functional as F
 
 from . import checkpoint, cpu_conv, distributed
 from .augment import batch_generator, flip_and_shift
-from .checkpoint import ResumeError
+from .checkpoint import ResumeError, SaveError
+from .config import ConfigError
 from .data import load_data
 from .ema import EMA
 from .memory import kept
@@ -57,6 +59,7 @@ class RunOptions:
     out: Path | None = None         # run folder; default runs/NAME-TIMESTAMP
     resume: Path | None = None      # a checkpoint to continue from
     force: bool = False             # resume even if the spec changed
+    overwrite: bool = False         # replace the run already in `out`
     quiet: bool = False             # print only the last line
     progress: str | None = None     # rich | plain | quiet; None: rich on a terminal
     runs_root: Path = Path("runs")
@@ -82,11 +85,65 @@ def pick_device(name: str, local_rank: int = 0) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise TrainError("--device cuda, but PyTorch sees no CUDA device")
+            raise ConfigError(f"--device {name}, but PyTorch sees no CUDA device")
+        if name != "cuda" and int(name[5:]) >= torch.cuda.device_count():
+            raise ConfigError(f"--device {name}, but PyTorch sees {torch.cuda.device_count()} CUDA device(s)")
         return torch.device("cuda", local_rank) if name == "cuda" else torch.device(name)
     if name == "mps" and not torch.backends.mps.is_available():
-        raise TrainError("--device mps, but PyTorch sees no MPS device")
+        raise ConfigError("--device mps, but PyTorch sees no MPS device")
     return torch.device(name)
+
+
+def check_backend(backend) -> None:
+    """A torch.compile backend named by the user must exist, before anything is written."""
+    if isinstance(backend, str):
+        import torch._dynamo
+        if backend not in torch._dynamo.list_backends(exclude_tags=()):  # debug ones (aot_eager) too
+            raise ConfigError(f"unknown torch.compile backend '{backend}'; choose one of "
+                              f"{', '.join(torch._dynamo.list_backends())}, or aot_eager or eager to debug")
+
+
+def check_outputs(net, data) -> None:
+    """One forward pass in eval mode: the network must give one score per class of the data."""
+    x, _ = next(iter(data.test.test_batches(2)))
+    was_training = net.training
+    with torch.no_grad():
+        out = net.eval()(x)
+    net.train(was_training)
+    k = len(data.classes)
+    if out.ndim != 2 or out.shape[1] != k:
+        raise ConfigError(f"the network's output has shape {list(out.shape[1:])} per image, but {data.name} "
+                          f"has {k} classes; end the network in linear({k}) (e.g. -p classes={k})")
+
+
+RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "last.pt", "best.pt")
+ORDER_KEYS = ("data", "seed", "batch_size", "limit_train")  # what decides an epoch's batches
+
+
+def is_run_dir(path: Path) -> bool:
+    return any((Path(path) / name).exists() for name in RUN_FILES)
+
+
+def check_run_dir(path: Path) -> None:
+    """A run folder that cannot be made or written is a user error, found before any work."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"run folder {path} is a file")
+    parent = Path(path)
+    while not os.path.exists(parent):
+        parent = parent.parent
+    if not os.path.isdir(parent):
+        raise ConfigError(f"cannot make run folder {path}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot make run folder {path}: {parent} is not writable")
+
+
+@contextlib.contextmanager
+def writing(path):
+    """An OSError while writing the run's files stops the run with one line (disk full, permissions)."""
+    try:
+        yield
+    except OSError as e:
+        raise SaveError(f"could not write {path}: {e.strerror or e}") from None
 
 
 WIDE_CONV = 32  # output channels from which a 2-D convolution trains faster in NHWC on CPU
@@ -133,7 +190,7 @@ def stop_on_signals():
     previous = {}
 
     def handler(signum, frame):
-        flag["signum"] = signum
+        flag["signum"] = flag["signum"] or signum  # the first one names the stop
         signal.signal(signum, previous.get(signum, signal.SIG_DFL))
 
     try:
@@ -182,13 +239,19 @@ class _Run:
         self.config, self.source, self.options, self.device, self.world = config, model, options, device, world
         self.report = Reporter(options.progress, options.quiet, enabled=world.main)
         if config.batch_size % world.size:
-            raise TrainError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
+            raise ConfigError(f"batch size {config.batch_size} does not split evenly over {world.size} processes")
 
-        # Everything that can fail comes before anything is written.
-        ckpt = checkpoint.load(options.resume) if options.resume else None
-        if ckpt is not None and ckpt["spec"]["hash"] != model.spec_hash and not options.force:
-            raise ResumeError(f"{options.resume} was trained from a different spec "
-                              f"({ckpt['spec']['name']}); pass --force to resume anyway")
+        # Everything that can fail comes before anything is written; the run folder is made at the first write.
+        ckpt = checkpoint.load(options.resume, checkpoint.NEEDED_TO_RESUME) if options.resume else None
+        if ckpt is not None:
+            if ckpt["spec"]["hash"] != model.spec_hash and not options.force:
+                raise ResumeError(f"{options.resume} was trained from a different spec "
+                                  f"({ckpt['spec'].get('name')}); pass --force to resume anyway")
+            self._check_resume(ckpt)
+        run_dir = self._choose_run_dir(ckpt)
+        self.run_dir = run_dir if world.main else None
+        self.metrics = None  # opened with the folder
+        check_backend(config.compile)
         self.data = load_data(config, model.input, device)
         self.shape = (model.input[0], *(config.image_size or model.input[1:]))
 
@@ -207,7 +270,7 @@ class _Run:
         if (config.gemm_weight_grads if config.gemm_weight_grads is not None
                 else cpu_conv.default_on(device, self.amp, bool(config.compile))):
             cpu_conv.use_gemm_weight_grads(self.net)
-        self._check_outputs()
+        check_outputs(self.net, self.data)
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
         self.optimizer = build_optimizer(self.net, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
@@ -217,10 +280,11 @@ class _Run:
 
         self.epoch, self.batch, self.step, self.best = 0, 0, 0, -1.0
         self.lr = config.optimizer.settings.lr
-        self.partial = torch.zeros(4)  # loss sum, correct, count, seconds of an unfinished epoch
+        # loss sum, correct, count (over all ranks), seconds of an unfinished epoch
+        self.partial = torch.zeros(4)
         if ckpt is not None:
             self._restore(ckpt)
-        self.run_dir = self._make_run_dir(ckpt) if world.main else None
+        self.start_epoch = self.epoch
 
         fwd = self.net
         if config.compile:
@@ -231,52 +295,82 @@ class _Run:
             fwd = DistributedDataParallel(fwd, device_ids=[device.index] if cuda else None)
         self.fwd = fwd
 
-    def _check_outputs(self) -> None:
-        """One forward pass in eval mode: the network must give one score per class."""
-        x, _ = next(iter(self.data.test.test_batches(2)))
-        with torch.no_grad():
-            out = self.net.eval()(x)
-        self.net.train()
-        k = len(self.data.classes)
-        if out.ndim != 2 or out.shape[1] < k:
-            raise TrainError(f"the network's output has shape {list(out.shape[1:])} per image, but {self.data.name} "
-                             f"has {k} classes; end the network in linear({k}) (e.g. -p classes={k})")
+    def _check_resume(self, ckpt: dict) -> None:
+        """Refuse a resume that would train nothing, or skip or repeat images of the unfinished epoch."""
+        path, config = self.options.resume, self.config
+        if ckpt["epoch"] >= config.epochs:
+            raise ResumeError(f"{path} has already trained {ckpt['epoch']} epochs; pass --epochs with more to go on")
+        if config.max_steps is not None and ckpt["step"] >= config.max_steps:
+            raise ResumeError(f"{path} has already trained {ckpt['step']} steps (max_steps {config.max_steps}); "
+                              f"pass --max-steps with more, or --max-steps 0 for no limit")
+        was = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
+        changed = [k for k in ORDER_KEYS if ckpt["batch"] and was.get(k) != getattr(config, k)]
+        if changed:
+            k = changed[0]
+            then, now = (str(v).lower() for v in (was.get(k), getattr(config, k)))  # None: none
+            raise ResumeError(f"{path} stopped in the middle of epoch {ckpt['epoch'] + 1}, whose remaining batches "
+                              f"depend on {k} ({then} there, {now} now); resume with the same {k}, "
+                              f"or from a checkpoint at the end of an epoch")
 
     def _restore(self, ckpt: dict) -> None:
+        path = self.options.resume
+        checkpoint.load_weights(self.net, ckpt["model"], str(path))
+        if self.ema is not None and ckpt.get("ema") is not None:
+            checkpoint.load_weights(self.ema.module, ckpt["ema"], f"{path}'s EMA")
         try:
-            self.net.load_state_dict(checkpoint.clean_state_dict(ckpt["model"]))
-            if self.ema is not None and ckpt.get("ema") is not None:
-                self.ema.load_state_dict(checkpoint.clean_state_dict(ckpt["ema"]))
             self.optimizer.load_state_dict(ckpt["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise ResumeError(f"{self.options.resume} does not fit this network ({str(e).splitlines()[0]})") from None
-        self.scheduler.load_state_dict(ckpt["scheduler"])
-        if ckpt.get("scaler"):
-            self.scaler.load_state_dict(ckpt["scaler"])
-        checkpoint.set_rng_state(ckpt["rng"])
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            if ckpt.get("scaler"):
+                self.scaler.load_state_dict(ckpt["scaler"])
+            checkpoint.set_rng_state(ckpt["rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise ResumeError(f"{path} does not fit this run ({reason})") from None
         self.epoch, self.batch, self.step = ckpt["epoch"], ckpt["batch"], ckpt["step"]
         self.best = ckpt.get("best_test_acc", -1.0)
         self.partial = ckpt["partial"].clone()
-        if self.epoch >= self.config.epochs:
-            raise ResumeError(f"{self.options.resume} has already trained {self.epoch} epochs; "
-                              f"pass --epochs with more to go on")
 
-    def _make_run_dir(self, ckpt) -> Path:
+    def _choose_run_dir(self, ckpt) -> Path:
+        """Where this run writes, checked now and made at the first write.
+
+        A resumed run goes on in its checkpoint's folder when that is a run
+        folder (not, say, a checkpoint copied to the home folder). An existing
+        run is never merged into: only resuming it or --overwrite writes there.
+        """
+        own = Path(self.options.resume).parent if ckpt is not None else None
         if self.options.out:
-            run_dir = Path(self.options.out)
-        elif ckpt is not None:
-            run_dir = Path(self.options.resume).parent
+            path = Path(self.options.out)
+        elif own is not None and (own / "config.json").is_file():
+            path = own
         else:
-            run_dir = new_run_dir(Path(self.options.runs_root), self.source.name)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        info = {"config": self.config.to_dict(), "spec": {k: v for k, v in self.source.record().items() if k != "text"},
-                "input": list(self.shape), "device": str(self.device), "world_size": self.world.size,
-                "data": self.data.description, "torch": torch.__version__}
-        (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n")
-        self.metrics = MetricsLog(run_dir)
-        if ckpt is not None:
-            self.metrics.truncate_after(self.epoch)
-        return run_dir
+            path = new_run_dir(Path(self.options.runs_root), self.source.name)
+        check_run_dir(path)
+        resuming_here = own is not None and os.path.isdir(path) and os.path.samefile(path, own)
+        self.replace = self.options.overwrite and not resuming_here
+        if is_run_dir(path) and not (resuming_here or self.options.overwrite):
+            raise ConfigError(f"{path} already holds a run; continue it with --resume {path / 'last.pt'}, "
+                              f"choose another --out, or pass --overwrite to replace it")
+        return path
+
+    def _open_run_dir(self) -> None:
+        """Make the run folder and config.json at the first write: a run that fails before leaves nothing."""
+        if self.metrics is not None:
+            return
+        run_dir = self.run_dir
+        with writing(run_dir / "config.json"):
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if self.replace:
+                for name in RUN_FILES:
+                    (run_dir / name).unlink(missing_ok=True)
+            info = {"config": self.config.to_dict(),
+                    "spec": {k: v for k, v in self.source.record().items() if k != "text"},
+                    "input": list(self.shape), "device": str(self.device), "world_size": self.world.size,
+                    "data": self.data.description, "torch": torch.__version__}
+            (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n")
+            metrics = MetricsLog(run_dir)
+            if self.options.resume:
+                metrics.truncate_after(self.start_epoch)
+        self.metrics = metrics
 
     # --- one step, one epoch ---------------------------------------------------
 
@@ -309,10 +403,19 @@ class _Run:
     def _check_finite(self, stats) -> None:
         value = stats[0].item()
         if distributed.any_rank(not math.isfinite(value), self.world, self.device):
-            kept = (f"the last good checkpoint is {self.run_dir / 'last.pt'}"
-                    if self.run_dir and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
-            raise Diverged(f"the loss became {'nan' if math.isnan(value) else 'infinite or nan'} at epoch {self.epoch + 1}, step {self.step}; "
-                           f"training stopped and {kept}; try a lower learning rate")
+            self._diverged(f"the loss became {'nan' if math.isnan(value) else 'infinite or nan'}")
+
+    def _check_weights(self) -> None:
+        """Weights the last step made infinite or nan (the loss before that step was fine) are never saved."""
+        tensors = [*self.net.state_dict().values(), *(self.ema.state_dict().values() if self.ema else ())]
+        if not all(torch.isfinite(t).all() for t in tensors if t.is_floating_point()):
+            self._diverged("the weights became infinite or nan")
+
+    def _diverged(self, what: str) -> None:
+        kept = (f"the last good checkpoint is {self.run_dir / 'last.pt'}"
+                if self.run_dir and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
+        raise Diverged(f"{what} at epoch {self.epoch + 1}, step {self.step}; "
+                       f"training stopped and {kept}; try a lower learning rate")
 
     def train(self) -> Result:
         config, world = self.config, self.world
@@ -326,7 +429,8 @@ class _Run:
         record, at_max = None, False
         with stop_on_signals() as stop:
             while self.epoch < config.epochs and not at_max:
-                stats = self.partial[:3].to(self.device)
+                # the unfinished epoch's numbers are sums over all ranks: rank 0 carries them on
+                stats = (self.partial[:3] if world.main else torch.zeros(3)).to(self.device)
                 resumed_count, seconds = float(self.partial[2]), float(self.partial[3])
                 resumed_seconds = seconds
                 self.report.start_epoch(self.epoch + 1, config.epochs, self.steps_per_epoch, self.batch)
@@ -344,7 +448,8 @@ class _Run:
                     if self.report.wants_update():
                         n = stats[2].item()
                         self.report.update(self.batch, stats[0].item() / n, stats[1].item() / n,
-                                           n * world.size / (seconds + time.perf_counter() - started))
+                                           (n - resumed_count) * world.size
+                                           / (seconds - resumed_seconds + time.perf_counter() - started))
                     signalled = distributed.any_rank(stop["signum"] is not None, world, self.device)
                     at_max = config.max_steps is not None and self.step >= config.max_steps
                     periodic = config.checkpoint_every and self.step % config.checkpoint_every == 0
@@ -352,17 +457,19 @@ class _Run:
                         break
                     if signalled or (periodic and self.batch < self.steps_per_epoch):
                         self._check_finite(stats)
+                        self._check_weights()
                         elapsed = self._sync_time(started)
-                        self.partial = torch.tensor([*stats.tolist(), seconds + elapsed])
+                        summed = distributed.sum_all(stats.clone(), world)
+                        self.partial = torch.tensor([*summed.tolist(), seconds + elapsed])
                         self._save("last.pt")
                         if signalled:
                             self._interrupted(stop["signum"])
                         started = time.perf_counter() - elapsed  # leave the save out of the timing
                 seconds += self._sync_time(started)
                 self._check_finite(stats)
-                self.partial = torch.tensor([*stats.tolist(), seconds])
                 stats = distributed.sum_all(stats, world).cpu()
-                examples += float(stats[2]) - resumed_count * world.size
+                self.partial = torch.tensor([*stats.tolist(), seconds])
+                examples += float(stats[2]) - resumed_count
                 seconds_total += seconds - resumed_seconds
                 record = self._end_epoch(stats, seconds, finished=self.batch >= self.steps_per_epoch)
         if at_max:
@@ -388,6 +495,7 @@ class _Run:
 
     def _end_epoch(self, stats, seconds: float, finished: bool) -> dict:
         """Evaluate, log, plot and save; `finished` is False when max_steps cut the epoch short."""
+        self._check_weights()
         n = float(stats[2])
         test = evaluate(self.eval_net, self.data.test, self.config.batch_size, self.device, self.autocast,
                         self.world, self.channels_last, len(self.data.classes)).sum(1)
@@ -404,18 +512,22 @@ class _Run:
             self.partial = torch.zeros(4)
         self.report.end_epoch(record, self.config.epochs)
         if self.world.main:
-            self.metrics.append(record)
+            self._open_run_dir()
+            with writing(self.metrics.path):
+                self.metrics.append(record)
             better = record["test_acc"] > self.best
             self.best = max(self.best, record["test_acc"])
             self._save("last.pt")
             if better:
                 self._save("best.pt")
-            plot_curves(self.metrics.read(), self.run_dir / "curves.png")
+            with writing(self.run_dir / "curves.png"):
+                plot_curves(self.metrics.read(), self.run_dir / "curves.png")
         return record
 
     def _save(self, name: str) -> None:
         if not self.world.main:
             return
+        self._open_run_dir()
         checkpoint.save({
             "model": checkpoint.clean_state_dict(self.net.state_dict()),
             "ema": self.ema.state_dict() if self.ema is not None else None,

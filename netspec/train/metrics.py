@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 FIELDS = ("epoch", "step", "loss", "train_acc", "test_acc", "lr", "examples_per_sec", "seconds")
@@ -31,8 +32,10 @@ class MetricsLog:
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def append(self, record: dict) -> None:
+        """One line of strict JSON: a non-finite number (which json.dumps writes as Infinity) becomes null."""
+        clean = {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()}
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(clean, allow_nan=False) + "\n")
 
 
 def plot_curves(records: list[dict], path: Path) -> None:
@@ -52,6 +55,9 @@ def plot_curves(records: list[dict], path: Path) -> None:
     ax.legend()
     fig.tight_layout()
     tmp = Path(path).with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        fig.savefig(tmp, dpi=100)
+        tmp.replace(path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)

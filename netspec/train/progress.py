@@ -7,7 +7,10 @@ import time
 
 
 class Reporter:
-    """`mode` is "rich" (a live bar), "plain" (a line per epoch), "quiet" (the last line) or "silent"."""
+    """`mode` is "rich" (a live bar), "plain" (a line per epoch, and one every `plain_every` seconds
+    within it, for logs of long epochs), "quiet" (the last line) or "silent"."""
+
+    plain_every = 30.0
 
     def __init__(self, mode: str | None = None, quiet: bool = False, enabled: bool = True):
         if not enabled:
@@ -19,12 +22,14 @@ class Reporter:
         self.mode = mode
         self._progress = None
         self._last = 0.0
+        self._epoch = ""
 
     def info(self, text: str) -> None:
         if self.mode in ("rich", "plain"):
             print(text, flush=True)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int, done: int = 0) -> None:
+        self._epoch, self._steps, self._last = f"epoch {epoch}/{epochs}", steps, time.perf_counter()
         if self.mode != "rich":
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -34,16 +39,19 @@ class Reporter:
         self._task = self._progress.add_task("", total=steps, completed=done, stats="")
 
     def wants_update(self) -> bool:
-        """True about 4 times a second, when a live bar would show new numbers."""
-        if self.mode != "rich" or time.perf_counter() - self._last < 0.25:
+        """True about 4 times a second for a live bar, every `plain_every` seconds for plain lines."""
+        every = {"rich": 0.25, "plain": self.plain_every}.get(self.mode)
+        if every is None or time.perf_counter() - self._last < every:
             return False
         self._last = time.perf_counter()
         return True
 
     def update(self, done: int, loss: float, acc: float, examples_per_sec: float) -> None:
+        stats = f"loss {loss:.3f} acc {acc:.3f} {examples_per_sec:,.0f} ex/s"
         if self._progress is not None:
-            self._progress.update(self._task, completed=done,
-                                  stats=f"loss {loss:.3f} acc {acc:.3f} {examples_per_sec:,.0f} ex/s")
+            self._progress.update(self._task, completed=done, stats=stats)
+        elif self.mode == "plain":
+            print(f"{self._epoch}: step {done}/{self._steps}, {stats}", flush=True)
 
     def end_epoch(self, record: dict, epochs: int) -> None:
         if self._progress is not None:
