@@ -377,7 +377,7 @@ class Gen:
 
     def op_simple(self, kind, shape, preserve, keep):
         if kind == "leaky_relu" and self.bool():
-            return {kind: self.pick([0.01, 0.2, 0])}, shape
+            return {kind: self.pick([0.01, 0.2, 0, -0.5])}, shape
         if kind == "gelu" and self.bool():
             return {kind: {"approximate": self.pick(["none", "tanh"])}}, shape
         return (kind if self.bool() else {kind: None}), shape
@@ -388,8 +388,8 @@ class Gen:
 
     def op_softmax(self, kind, shape, preserve, keep):
         rank = len(shape) + 1
-        dim = self.int(-rank + 1, rank - 1)  # dim 0 / -rank is the batch: allowed, but odd
-        if self.take_risk():
+        dim = self.pick([d for d in range(-rank + 1, rank) if d != 0])  # dim 0 / -rank, the batch, is refused
+        if self.take_risk():  # by design (PyTorch runs it), so never drawn
             dim = self.pick([rank, rank + 1, -rank - 1])
         return self.pick([{kind: dim}, {kind: {"dim": self.num(dim)}}]), shape
 

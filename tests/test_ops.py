@@ -104,7 +104,22 @@ def test_flatten_refuses_the_batch():
 
 @given(shape=shapes_any, dim=st.integers(-4, 3))
 def test_softmax(shape, dim):
+    if dim % (len(shape) + 1) == 0:
+        return  # over the batch: refused by design, tested below
     agree("softmax", {"dim": dim}, [shape])
+
+
+@pytest.mark.parametrize("slope", [-1.0, -0.2, 0.0, 3.0])
+def test_leaky_relu_takes_any_slope(slope):
+    """PyTorch takes a negative slope too (it was refused)."""
+    agree("leaky_relu", {"slope": slope}, [(3, 4)])
+
+
+@pytest.mark.parametrize("dim", [0, -3])
+def test_softmax_refuses_the_batch(dim):
+    """PyTorch runs it, but each sample's output would then depend on the rest of its batch."""
+    error = static_shape("softmax", {"dim": dim}, [(3, 4)])
+    assert isinstance(error, ops.ShapeError) and "batch dimension" in error.message
 
 
 @given(p=st.floats(-0.5, 1.5, allow_nan=False))

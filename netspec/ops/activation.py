@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, NonNegativeFloat
+from pydantic import Field
 
 from .base import NoParams, Op, Params, ShapeError, fmt
 
@@ -69,7 +69,7 @@ class GELU(Op):
 
 
 class LeakyParams(Params):
-    slope: NonNegativeFloat = Field(0.01, description="slope for negative inputs")
+    slope: float = Field(0.01, description="slope for negative inputs (any number, as in PyTorch)")
 
 
 class LeakyReLU(Op):
@@ -84,7 +84,7 @@ class LeakyReLU(Op):
 
 
 class SoftmaxParams(Params):
-    dim: int = Field(1, description="dimension to normalise, counting the batch as 0")
+    dim: int = Field(1, description="dimension to normalise, counting the batch as 0 (which is refused)")
 
 
 class Softmax(Op):
@@ -98,6 +98,10 @@ class Softmax(Op):
         rank = len(shapes[0]) + 1
         if not -rank <= p.dim < rank:
             raise ShapeError(f"dim {p.dim} is out of range for a {rank}-d input {fmt(shapes[0])}",
+                             field="dim")
+        if p.dim % rank == 0:  # each sample's output would depend on the others in its batch
+            raise ShapeError(f"dim {p.dim} is the batch dimension: softmax over it mixes the samples of a batch",
+                             hint="dim 1 (the default) is the channels or features; -1 is the last dimension",
                              field="dim")
         return shapes[0]
 
