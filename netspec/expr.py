@@ -75,6 +75,10 @@ FUNCTIONS = {
     "make_divisible": _make_divisible,
 }
 
+ARITY = {"min": (1, None), "max": (1, None), "abs": (1, 1), "int": (1, 1), "float": (1, 1), "round": (1, 2),
+         "floor": (1, 1), "ceil": (1, 1), "len": (1, 1), "sum": (1, 1), "make_divisible": (2, 3)}
+SIGNATURES = {"make_divisible": "make_divisible(value, divisor, min_value=divisor)", "round": "round(x, digits=0)"}
+
 _BINOPS = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
     ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod,
@@ -220,6 +224,12 @@ class _Evaluator:
                             hint="allowed functions: " + ", ".join(sorted(FUNCTIONS)))
         if node.keywords:
             raise ExprError("keyword arguments are not allowed in expressions")
+        name = node.func.id
+        low, high = ARITY.get(name, (0, None))
+        if len(node.args) < low or (high is not None and len(node.args) > high):
+            want = f"at least {low}" if high is None else f"{low}" if low == high else f"{low} or {high}"
+            raise ExprError(f"{name}() takes {want} argument{'s' if (high or low) > 1 else ''}, "
+                            f"got {len(node.args)}", hint=SIGNATURES.get(name))
         args = [self.visit(a) for a in node.args]
         try:
             return _check_size(FUNCTIONS[node.func.id](*args))

@@ -53,3 +53,17 @@ def test_unknown_name_hint():
     with pytest.raises(ExprError) as err:
         evaluate("chanels + 1", {"channels": 3})
     assert err.value.hint == "did you mean 'channels'?"
+
+
+@pytest.mark.parametrize("source,message,hint", [
+    ("make_divisible(10)", "make_divisible() takes 2 or 3 arguments, got 1", "make_divisible(value, divisor"),
+    ("make_divisible(10, 8, 1, 2)", "make_divisible() takes 2 or 3 arguments, got 4", "make_divisible(value, divisor"),
+    ("min()", "min() takes at least 1 argument, got 0", None),
+    ("abs(1, 2)", "abs() takes 1 argument, got 2", None),
+])
+def test_a_wrong_number_of_arguments_says_how_many(source, message, hint):
+    """Not Python's "_make_divisible() missing 1 required positional argument: 'divisor'"."""
+    with pytest.raises(ExprError) as err:
+        evaluate(source, {})
+    assert err.value.message == message
+    assert (hint in err.value.hint) if hint else err.value.hint is None
