@@ -71,17 +71,26 @@ def resolve_params(doc: Map, defaults: dict, overrides: dict, path: str) -> dict
                             f"unknown param '{name}' given on the command line",
                             hint=did_you_mean(name, defaults) or
                             f"the spec's params are: {', '.join(defaults) or 'none'}")
-        default = defaults[name]
+        default, given = defaults[name], value
         if isinstance(value, str) and not isinstance(default, str):
+            if not value.strip():
+                raise SpecError(doc["params"].at(name), f"param '{name}' is {_kind(default)} here, but the "
+                                f"override -p {name}= gives no value", hint=f"e.g. -p {name}={default}")
             value = _scalar(value)
         if type(default) is float and type(value) is int:
             value = float(value)
         if type(value) is not type(default):
             raise SpecError(doc["params"].at(name),
-                            f"param '{name}' is {type(default).__name__} here, but the override "
-                            f"{value!r} is {type(value).__name__}")
+                            f"param '{name}' is {_kind(default)} here, but the override {given!r} is "
+                            f"{_kind(value)}")
         values[name] = value
     return values
+
+
+def _kind(value) -> str:
+    """A value's type in the spec's words."""
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a mapping", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _scalar(text: str):

@@ -147,12 +147,19 @@ def located(exc: ValidationError, doc, default: Pos, model: type[BaseModel] | No
     pos = locate(doc, loc, default)
     where = prefix + ".".join(str(p) for p in loc)
     value = err.get("input")
+    hint = None
+    if err["type"] in ("model_type", "dict_type"):  # pydantic's words name its own classes
+        message = "Input should be a mapping"
+        known = _MODELS.get(err.get("ctx", {}).get("class_name"))
+        hint = f"its keys: {', '.join(known.model_fields)}" if known else None
+        if isinstance(value, list):
+            message += ", got a list"
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
     message = message[0].lower() + message[1:]
     if not isinstance(value, (dict, list)) and " got " not in message:
         message += f", got {value!r}"
-    return SpecError(pos, f"'{where}': {message}")
+    return SpecError(pos, f"'{where}': {message}", hint=hint)
 
 
 # pydantic names the members of a union in `loc`: 'constrained-int', 'list[constrained-int]', ...
@@ -207,3 +214,6 @@ def _members(annotation) -> tuple:
     """The types in `X | None` / `Optional[X]`, or the annotation itself."""
     args = typing.get_args(annotation)
     return args if typing.get_origin(annotation) in (typing.Union, types.UnionType) else (annotation,)
+
+
+_MODELS = {model.__name__: model for model in (ParamDecl, TemplateDef, TemplateFile, SpecDocument)}

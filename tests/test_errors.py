@@ -151,3 +151,16 @@ def test_two_use_files_defining_one_template_is_an_error_naming_both(tmp_path, c
     # the spec's own blocks still take precedence over a use: file (and built-ins), as before
     spec.write_text(HEAD + "use: [a.yaml]\nblocks:\n  blk: {graph: [flatten]}\nnetwork: [blk]\n")
     assert netspec.load(spec).output == (192,)
+
+
+@pytest.mark.parametrize("given,message", [
+    ("classes=", "param 'classes' is an integer here, but the override -p classes= gives no value"),
+    ("classes=null", "param 'classes' is an integer here, but the override 'null' is null"),
+    ("classes=abc", "param 'classes' is an integer here, but the override 'abc' is a string"),
+])
+def test_a_bad_param_override_says_what_was_given(tmp_path, capsys, given, message):
+    path = tmp_path / "net.yaml"
+    path.write_text(HEAD + "params: {classes: 10, suffix: x}\nnetwork: [flatten, {linear: $classes}]\n")
+    assert main(["check", str(path), "-p", given]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}:4:19: error: {message}")
+    assert main(["check", str(path), "-p", "suffix="]) == 0  # an empty string is a string
