@@ -39,8 +39,11 @@ PALETTE = {
 }
 
 
-class GraphvizMissing(RuntimeError):
-    """SVG/PNG asked for, but Graphviz's `dot` is not installed."""
+class GraphvizError(RuntimeError):
+    """SVG/PNG asked for, but Graphviz's `dot` is not installed, or failed: the user's setup, not a bug (rc 2)."""
+
+
+GraphvizMissing = GraphvizError  # its first name, which callers catch
 
 
 @dataclass
@@ -296,9 +299,17 @@ def render_dot(dot: str, fmt: str, timeout: float = 120) -> bytes:
     if exe is None:
         raise GraphvizMissing("SVG and PNG need Graphviz's `dot` (Debian: apt-get install graphviz; "
                               "macOS: brew install graphviz); .dot and .mmd need nothing")
-    result = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=timeout)
+    try:
+        result = subprocess.run([exe, f"-T{fmt}"], input=dot.encode(), capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise GraphvizError(f"Graphviz's dot ({exe}) took more than {timeout:g} s to draw the {fmt.upper()}; "
+                            "write .dot or .mmd instead") from None
+    except OSError as exc:
+        raise GraphvizError(f"cannot run Graphviz's dot ({exe}): {exc.strerror or exc}") from None
     if result.returncode != 0:
-        raise RuntimeError(f"dot -T{fmt} failed: {result.stderr.decode(errors='replace').strip()}")
+        said = result.stderr.decode(errors="replace").strip().splitlines()
+        raise GraphvizError(f"Graphviz's dot ({exe}) failed to draw the {fmt.upper()} (exit {result.returncode}"
+                            + (f": {said[0]}" if said else "") + "); write .dot or .mmd instead")
     return result.stdout
 
 

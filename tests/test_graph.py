@@ -135,3 +135,19 @@ def test_expand_opens_groups_as_clusters():
     # a residual's shortcut reads the block's input: an edge from the previous block's last op
     dot = graph.dot_text(full)
     assert "label=\" (N, 64, 24, 24)\"" in dot
+
+
+@pytest.mark.parametrize("script", ["echo 'Format: \"svg\" not recognized' >&2; exit 1", "kill -9 $$"])
+def test_failing_dot_is_a_clear_error(tmp_path, monkeypatch, capsys, script):
+    """A dot that fails (a build without the format, a crash) is the user's setup: one line, rc 2."""
+    fake = tmp_path / "bin" / "dot"
+    fake.parent.mkdir()
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    out = tmp_path / "r.svg"
+    assert main(["graph", "specs/lenet_bn.yaml", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Graphviz's dot ({fake}) failed to draw the SVG (exit "), err
+    assert "internal error" not in err and "Traceback" not in err
+    assert not out.exists()
