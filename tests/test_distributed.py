@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 import torch
 
@@ -35,10 +39,12 @@ train:
 """
 
 
+ENV = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+
 def train(spec: Path, out: Path, *extra) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.run([sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out), *extra],
-                          capture_output=True, text=True, env=env, timeout=240)
+                          capture_output=True, text=True, env=ENV, timeout=240)
 
 
 def test_two_gloo_processes_match_one_process(tmp_path):
@@ -64,3 +70,63 @@ def test_two_gloo_processes_match_one_process(tmp_path):
         assert r2["test_acc"] == r1["test_acc"] and r2["train_acc"] == r1["train_acc"]  # summed over ranks
         assert abs(r2["loss"] - r1["loss"]) < 1e-4 and r2["lr"] == r1["lr"]
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(p.name for p in (tmp_path / "one").iterdir())
+
+    # cut in the middle of epoch 2 and resumed: rank 0 saved the epoch's numbers summed over the ranks,
+    # and only rank 0 carries them on (every rank did, so they counted twice)
+    cut = train(spec, tmp_path / "cut", "--nproc", "2", "--max-steps", "11")
+    assert cut.returncode == 0, cut.stderr
+    assert checkpoint.load(tmp_path / "cut" / "last.pt")["batch"] == 3
+    resumed = train(spec, tmp_path / "cut", "--nproc", "2", "--max-steps", "0", "--resume", tmp_path / "cut" / "last.pt")
+    assert resumed.returncode == 0, resumed.stderr
+    for r1, r2 in zip(records("one"), records("cut"), strict=True):
+        assert r2["train_acc"] == r1["train_acc"] and abs(r2["loss"] - r1["loss"]) < 1e-4
+
+
+def test_a_worker_user_error_is_one_line_and_exit_2(tmp_path):
+    """Found by each worker (the batch does not split over 2): said once, with no torchrun traceback."""
+    spec = tmp_path / "nobn.yaml"
+    spec.write_text(SPEC)
+    done = train(spec, tmp_path / "run", "--nproc", "2", "--batch-size", "63")
+    assert done.returncode == 2
+    assert done.stderr == "error: batch size 63 does not split evenly over 2 processes\n"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_launcher_stops_the_workers_cleanly(tmp_path, signum):
+    """Ctrl-C (or SIGTERM) to `netspec train --nproc 2` alone: the workers save and exit, none is left
+    behind, and the exit code is the signal's, without torchrun's tracebacks."""
+    spec = tmp_path / "nobn.yaml"
+    spec.write_text(SPEC.replace("epochs: 2", "epochs: 1000"))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out), "--nproc", "2",
+                             "--checkpoint-every", "3", "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        deadline = time.time() + 120
+        while not (out / "last.pt").exists():
+            assert proc.poll() is None, proc.communicate()
+            assert time.time() < deadline, "training never started"
+            time.sleep(0.1)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum, stderr
+    name = signal.Signals(signum).name
+    assert stderr.startswith(f"interrupted by {name} at epoch ") and stderr.count("\n") == 1, stderr
+    assert checkpoint.load(out / "last.pt")["step"] > 0
+    time.sleep(0.5)
+    assert not _processes_with(str(out)), "workers left running"
+
+
+def _processes_with(text: str) -> list[int]:
+    """Processes whose command line mentions `text`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and text in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            pass
+    return found

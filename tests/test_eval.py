@@ -71,3 +71,87 @@ def test_eval_errors(run, tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     assert main(["eval", str(tmp_path / "junk.pt")]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err
+
+
+def _edited(run: Path, tmp_path: Path, name: str, edit) -> Path:
+    """A copy of the run's last.pt with `edit` applied to its dict."""
+    import torch
+
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    edit(ckpt)
+    path = tmp_path / f"{name}.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+def _unsafe(path: Path) -> None:
+    import argparse
+
+    import torch
+
+    torch.save({"x": argparse.Namespace()}, path)  # unpickling it would import and build a class
+
+
+@pytest.mark.parametrize("name, write, reason", [
+    ("empty", lambda p, run: p.write_bytes(b""), "is not a readable checkpoint (the file is empty)"),
+    ("truncated", lambda p, run: p.write_bytes((run / "last.pt").read_bytes()[:1000]),
+     "is not a readable checkpoint (the file is truncated or damaged)"),
+    ("junk", lambda p, run: p.write_bytes(b"not a checkpoint"),
+     "is not a readable checkpoint (not a file written by torch.save)"),
+    ("unsafe", lambda p, run: _unsafe(p),
+     "is not a readable checkpoint (it holds Python objects besides tensors and plain data; "
+     "netspec loads checkpoints with weights_only=True)"),
+    ("folder", lambda p, run: p.mkdir(), "no checkpoint at {path} (a folder)"),
+])
+def test_an_unreadable_checkpoint_is_one_line(run, tmp_path, capsys, name, write, reason):
+    path = tmp_path / f"{name}.pt"
+    write(path, run)
+    for command in (["eval", str(path)], ["train", "--resume", str(path), "--out", str(tmp_path / "out")]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        want = reason.format(path=path) if "{path}" in reason else f"{path} {reason}"
+        assert err == f"error: {want}\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name, edit, message", [
+    ("notext", lambda c: c["spec"].pop("text"), "holds no spec text to rebuild the network from; give the SPEC too"),
+    ("noinput", lambda c: c.pop("input"), "is an incomplete checkpoint (it has no input)"),
+    ("nohash", lambda c: c["spec"].pop("hash"), "is an incomplete checkpoint (it has no spec.hash)"),
+    ("badconfig", lambda c: c["config"].update(batch_size=0),
+     "holds an invalid training config (batch_size: Input should be greater than 0 (got 0))"),
+    ("noweights", lambda c: c.update(model={}), "does not fit this network (the checkpoint has no 0.weight (and 8 more))"),
+    ("wrongshape", lambda c: c["model"].update({"0.weight": c["model"]["0.weight"][:4]}),
+     "does not fit this network (0.weight is [4, 1, 3, 3] in the checkpoint, [8, 1, 3, 3] in the network)"),
+])
+def test_a_checkpoint_missing_what_it_needs_is_one_line(run, tmp_path, capsys, name, edit, message):
+    """The message names the checkpoint (not the spec's train section) and the whole reason, on one line."""
+    path = _edited(run, tmp_path, name, edit)
+    for command in (["eval", str(path)], ["train", "--resume", str(path), "--epochs", "3", "--out", str(tmp_path / "o")]):
+        assert main(command) == 2
+        assert capsys.readouterr().err == f"error: {path} {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_eval_limit_test_0_means_all_and_device_errors_are_user_errors(run, capsys, monkeypatch):
+    import torch
+
+    assert main(["eval", str(run / "last.pt"), "--limit-test", "0"]) == 0
+    assert "on 1000 images of synthetic" in capsys.readouterr().out  # the checkpoint's 200 dropped
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["eval", str(run / "last.pt"), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err == "error: --device cuda, but PyTorch sees no CUDA device\n"
+
+
+def test_eval_on_data_with_other_classes_is_refused(run, tmp_path, capsys):
+    from PIL import Image
+
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (tmp_path / "pets" / split / name).mkdir(parents=True)
+            Image.new("L", (28, 28)).save(tmp_path / "pets" / split / name / "0.png")
+    path = _edited(run, tmp_path, "noworkers", lambda c: c["config"].update(workers=0))  # no worker processes
+    assert main(["eval", str(path), "--data", f"imagefolder:{tmp_path / 'pets'}"]) == 2
+    assert capsys.readouterr().err == (f"error: the network's output has shape [10] per image, but "
+                                       f"imagefolder:{tmp_path / 'pets'} has 2 classes; end the network in linear(2) "
+                                       f"(e.g. -p classes=2)\n")

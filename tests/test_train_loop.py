@@ -83,7 +83,7 @@ def test_short_real_run_learns_and_writes_everything(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert re.fullmatch(r"loss \d\.\d{3}, train acc \d\.\d{3}, test acc \d\.\d{3}, \d+\.\d examples/sec on cpu",
                         out[-1])
-    assert out[-1] == result.line and sum(line.startswith("epoch ") for line in out) == 2
+    assert out[-1] == result.line and sum(re.match(r"epoch \d/2: loss", line) is not None for line in out) == 2
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     for key in ("epoch", "step", "loss", "train_acc", "test_acc", "lr", "examples_per_sec", "seconds"):
@@ -258,3 +258,103 @@ def test_augment_changes_training_batches_only(tmp_path, monkeypatch, augment):
     plain = [x for x, _ in load_data(config, (1, 28, 28), torch.device("cpu")).train.train_batches(32, config.seed, 0)]
     assert len(seen) == len(plain) == 2 and len(calls) == (2 if augment else 0)
     assert all(torch.equal(a, b) for a, b in zip(seen, plain)) is not augment
+
+
+def test_a_run_stopped_at_max_steps_is_not_resumed_past_it(tmp_path):
+    """Resuming with the max_steps the checkpoint holds trained one step more on each resume; now it is
+    refused, and a larger max_steps stops exactly there."""
+    first = run(dict(QUICK, epochs=2, max_steps=5), tmp_path)  # 8 steps an epoch: stops mid-epoch
+    last = first.run_dir / "last.pt"
+    with pytest.raises(ResumeError, match=r"already trained 5 steps \(max_steps 5\); pass --max-steps with more"):
+        run(dict(QUICK, epochs=2, max_steps=5), tmp_path, resume=last)
+    assert checkpoint.load(last)["step"] == 5
+    assert run(dict(QUICK, epochs=2, max_steps=7), tmp_path, resume=last).step == 7
+    assert checkpoint.load(last)["step"] == 7
+
+
+@pytest.mark.parametrize("change", [dict(batch_size=32), dict(seed=1), dict(limit_train=256), dict(data="mnist")])
+def test_a_mid_epoch_resume_refuses_settings_that_reorder_the_epoch(tmp_path, change):
+    """The rest of an epoch is the rest of ITS batch order: another order would skip or repeat images."""
+    first = run(dict(QUICK, epochs=2, max_steps=3), tmp_path)
+    (key, value), = change.items()
+    with pytest.raises(ResumeError, match=rf"stopped in the middle of epoch 1, whose remaining batches depend on "
+                                          rf"{key} \(.* there, {value} now\); resume with the same {key}"):
+        run(dict(QUICK, epochs=2, **change), tmp_path, "other", resume=first.run_dir / "last.pt")
+    assert not (tmp_path / "other").exists()
+    # at the end of an epoch the next one starts afresh: any order will do
+    whole = run(dict(QUICK, epochs=1), tmp_path, "whole")
+    assert run(dict(QUICK, epochs=2, seed=1), tmp_path, "whole", resume=whole.run_dir / "last.pt").epoch == 2
+
+
+def _poison_after(monkeypatch, step: int):
+    """Make the weights nan right after optimizer step `step` (its loss was still finite)."""
+    from netspec.train import loop
+
+    original = loop._Run._step
+
+    def poisoned(self, x, y, stats):
+        original(self, x, y, stats)
+        if self.step + 1 == step:
+            with torch.no_grad():
+                next(self.net.parameters()).fill_(float("nan"))
+    monkeypatch.setattr(loop._Run, "_step", poisoned)
+
+
+def test_weights_that_became_nan_are_never_saved_as_good(tmp_path, monkeypatch):
+    _poison_after(monkeypatch, 16)  # the last step of epoch 2
+    with pytest.raises(Diverged, match=r"the weights became infinite or nan at epoch 2, step 16; .*"
+                                       r"last good checkpoint is .*last\.pt"):
+        run(dict(QUICK, epochs=3, ema=0.5), tmp_path)
+    kept = checkpoint.load(tmp_path / "run" / "last.pt")
+    assert kept["epoch"] == 1 and all(torch.isfinite(t).all() for t in kept["model"].values())
+    assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_nan_weights_at_a_periodic_save_are_not_saved(tmp_path, monkeypatch):
+    _poison_after(monkeypatch, 3)
+    with pytest.raises(Diverged, match="no checkpoint had been written yet"):
+        run(dict(QUICK, epochs=1, checkpoint_every=3), tmp_path)
+    assert not (tmp_path / "run").exists()
+
+
+def test_metrics_are_strict_json(tmp_path):
+    from netspec.train.metrics import MetricsLog
+
+    log = MetricsLog(tmp_path)
+    log.append({"epoch": 1, "loss": float("inf"), "lr": float("nan"), "test_acc": 0.5})
+    text = (tmp_path / "metrics.jsonl").read_text()
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON")) == {
+        "epoch": 1, "loss": None, "lr": None, "test_acc": 0.5}
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"),
+                                   RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")])
+def test_a_failed_save_leaves_no_temporary_file_and_says_why(tmp_path, monkeypatch, error):
+    """A full disk: torch.save fails half-way (with RuntimeError from its zip writer)."""
+    from netspec.train.checkpoint import SaveError
+
+    first = run(dict(QUICK, epochs=1), tmp_path)
+    good = (first.run_dir / "last.pt").read_bytes()
+
+    def half(obj, path):
+        Path(path).write_bytes(b"PK\x03\x04 half")
+        raise error
+    monkeypatch.setattr(checkpoint.torch, "save", half)
+    reason = "No space left on device" if isinstance(error, OSError) else r"\(is the disk full\?\)"
+    with pytest.raises(SaveError, match=rf"could not write .*last\.pt:? {reason}"):
+        run(dict(QUICK, epochs=2), tmp_path, resume=first.run_dir / "last.pt")
+    assert sorted(p.name for p in first.run_dir.iterdir()) == ["best.pt", "config.json", "curves.png", "last.pt",
+                                                                "metrics.jsonl"]
+    assert (first.run_dir / "last.pt").read_bytes() == good
+
+
+def test_plain_output_reports_progress_within_an_epoch(tmp_path, capsys, monkeypatch):
+    """Logs of long epochs (stdout not a terminal) get a line every Reporter.plain_every seconds."""
+    from netspec.train.progress import Reporter
+
+    monkeypatch.setattr(Reporter, "plain_every", 0.0)
+    run(dict(QUICK, epochs=1), tmp_path, progress="plain")
+    lines = capsys.readouterr().out.splitlines()
+    steps = [line for line in lines if re.fullmatch(r"epoch 1/1: step \d/8, loss \d\.\d{3} acc \d\.\d{3} [\d,]+ ex/s",
+                                                    line)]
+    assert len(steps) == 8 and steps[-1].startswith("epoch 1/1: step 8/8")

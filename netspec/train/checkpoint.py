@@ -135,15 +135,16 @@ def load_weights(module, state, what: str) -> None:
         raise ResumeError(f"{what} holds no weights")
     state = clean_state_dict(state)
     own = module.state_dict()
-    reason = next((f"{k} is {list(state[k].shape)} there but {list(own[k].shape)} in the network"
+    reason = next((f"{k} is {list(state[k].shape)} in the checkpoint, {list(own[k].shape)} in the network"
                    for k in own if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape),
                   None)
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     if reason is None and (missing or extra):
-        name, count = (missing[0], len(missing)) if missing else (extra[0], len(extra))
-        reason = (f"{'no' if missing else 'an extra'} {name}" + (f" and {count - 1} more" if count > 1 else "")
-                  + (" there" if missing else ""))
+        keys = missing or extra
+        more = f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+        reason = (f"the checkpoint has no {keys[0]}{more}" if missing
+                  else f"the checkpoint has {keys[0]}{more}, which the network has not")
     if reason is None:
         try:
             module.load_state_dict(state)
