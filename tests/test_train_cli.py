@@ -316,3 +316,20 @@ def test_train_cli_module_imports_no_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_a_failed_download_is_one_line_and_leaves_no_folder(spec, capsys, monkeypatch):
+    """torchvision makes the raw folder, then fails with a message of several lines."""
+    import urllib.error
+
+    import torchvision.datasets.mnist as tv_mnist
+
+    def offline(url, download_root, filename=None, md5=None):
+        Path(download_root, filename or "part").write_bytes(b"half")
+        raise urllib.error.URLError("[Errno -2] Name or service not known")
+    monkeypatch.setattr(tv_mnist, "download_and_extract_archive", offline)
+    assert main(["train", str(spec), "--data", "mnist", "--data-dir", "data", "--download"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: mnist could not be downloaded to data/MNIST/raw (<urlopen error [Errno -2] Name or service "
+                   "not known>); check the network, or put the torchvision files there yourself\n")
+    assert sorted(p.name for p in Path(".").iterdir()) == ["small.yaml"]
