@@ -412,8 +412,9 @@ class _Run:
             self._diverged("the weights became infinite or nan")
 
     def _diverged(self, what: str) -> None:
+        ours = self.run_dir and not (self.replace and self.metrics is None)  # not the run --overwrite replaces
         kept = (f"the last good checkpoint is {self.run_dir / 'last.pt'}"
-                if self.run_dir and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
+                if ours and (self.run_dir / "last.pt").exists() else "no checkpoint had been written yet")
         raise Diverged(f"{what} at epoch {self.epoch + 1}, step {self.step}; "
                        f"training stopped and {kept}; try a lower learning rate")
 
