@@ -191,7 +191,7 @@ def _check_one(args, path) -> None:
         from .api import parse_assignments
         from .constraints import describe, input_range, reasons
 
-        ranges = input_range(path, parse_assignments(args.param), args.input)
+        ranges = input_range(path, parse_assignments(args.param), args.input, max_params=args.max_params)
         print(f"{path}: input sizes: {describe(ranges)}")
         for line in reasons(ranges):
             print(f"  {line}")

@@ -67,6 +67,7 @@ class DimRange:
     max: int | None = None            # largest valid size, where there is one
     only: list[int] | None = None     # the valid sizes, where they are finitely many
     method: str = "derived"           # "derived", or "probed" where the derivation did not apply
+    within_budget: tuple[int, int] | None = None  # with other weights: (largest size, parameter budget)
 
     def accepts(self, size: int) -> bool:
         """Whether the network takes this size (the other dimensions at the spec's values)."""
@@ -92,7 +93,7 @@ class DimRange:
 class _Probe:
     """Elaborates one parsed spec at many input sizes, with a cache."""
 
-    def __init__(self, path, params=None, input=None, text: str | None = None):
+    def __init__(self, path, params=None, input=None, text: str | None = None, max_params: int | None = None):
         from .api import _elaborate
         from .elaborate import DEFAULT_MAX_PARAMS
         from .load import load_file, load_text
@@ -103,7 +104,7 @@ class _Probe:
             self.doc, self.text = load_text(text, str(path)), text
         self.path, self.params = str(path), params
         self._elaborate = _elaborate
-        self.max_params = DEFAULT_MAX_PARAMS
+        self.max_params = max_params or DEFAULT_MAX_PARAMS
         self.base = self.run(input)
         if isinstance(self.base, SpecError):
             raise self.base
@@ -211,9 +212,14 @@ def _culprit(a, b) -> str:
     return "a layer whose weights depend on the input size"
 
 
-def input_range(path, params=None, input=None, text: str | None = None) -> list[DimRange]:
-    """One DimRange per spatial dimension of the input (none for a vector input)."""
-    probe = _Probe(path, params, input, text)
+def input_range(path, params=None, input=None, text: str | None = None,
+                max_params: int | None = None) -> list[DimRange]:
+    """One DimRange per spatial dimension of the input (none for a vector input).
+
+    `max_params` is the budget `load` enforces (default 10 billion); where the weights grow
+    with the size, it bounds the sizes "with other weights" from above.
+    """
+    probe = _Probe(path, params, input, text, max_params)
     _refuse_size_dependent(probe)
     spatial = len(probe.shape) - 1
     names = DIM_NAMES.get(spatial, tuple(f"dim{i + 1}" for i in range(spatial)))
@@ -227,8 +233,26 @@ def input_range(path, params=None, input=None, text: str | None = None) -> list[
         if found is None or not _confirmed(probe, axis + 1, found):
             found = _dimension(probe, axis + 1, names[axis])
             found.method = "probed"
+        if found.fixed and found.min is not None:
+            largest = _largest_within_budget(probe, axis + 1, found.min)
+            found.within_budget = None if largest is None else (largest, probe.max_params)
         ranges.append(found)
     return ranges
+
+
+def _largest_within_budget(probe, axis: int, low: int, ceiling: int = 1 << 24) -> int | None:
+    """The largest size whose network stays under the parameter budget (None: no bound below `ceiling`).
+
+    Weights grow with the size here (the range is fixed by a flatten into a linear), so the
+    sizes over budget are all those above one size: a bisection finds it.
+    """
+    def over(size: int) -> bool:
+        result = probe.at(axis, size)
+        return isinstance(result, SpecError) and "parameters" in result.message and "budget" in (result.diagnostic.hint or "")
+
+    if not over(ceiling) or over(low):
+        return None
+    return _first(low, ceiling, over) - 1
 
 
 def _refuse_size_dependent(probe: _Probe) -> None:
@@ -644,6 +668,13 @@ def reasons(ranges: list[DimRange]) -> list[str]:
             lines.append(f"with other weights, {_join(names)} >= {size}: below that, {why}")
         else:
             lines.append(f"{_join(names)} >= {size}: below that, {why}")
+    capped: dict[int, list[str]] = {}
+    for r in ranges:
+        if r.within_budget is not None:
+            capped.setdefault(r.within_budget, []).append(r.name)
+    for (size, budget), names in capped.items():
+        lines.append(f"with other weights, {_join(names)} <= {size:,} (one at a time, the rest as the spec has "
+                     f"them): above that, the network has more than {budget:,} parameters (--max-params)")
     if any(r.method == "probed" for r in ranges):
         lines.append("(found by probing sizes: netspec could not derive them for "
                      + _join([r.name for r in ranges if r.method == "probed"]) + ")")

@@ -113,12 +113,16 @@ def load_weights(module, path, ema: bool = False) -> str:
     """
     import torch
 
+    from .train.checkpoint import unreadable_reason
+
+    if not Path(path).is_file():
+        raise ExportError(f"no weights file at {path}" + (" (a folder)" if Path(path).is_dir() else ""))
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ExportError(f"no weights file at {path}") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ExportError(f"{path} is not a readable weights file ({type(exc).__name__}: {exc})") from None
+        raise ExportError(f"{path} is not a readable weights file ({unreadable_reason(Path(path), exc)})") from None
     what, trained_for = "state_dict", None
     if isinstance(data, dict) and str(data.get("format", "")).startswith("netspec-checkpoint"):
         from .train.checkpoint import clean_state_dict

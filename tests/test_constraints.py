@@ -247,3 +247,20 @@ def test_a_template_that_reads_the_size_is_refused_where_it_is_used(tmp_path):
     assert (err.value.pos.line, err.value.pos.col) == (5, 35) and "in.height" in err.value.message
     # in.channels (residual reads it) is fixed by the layers before, and an unused template is no matter
     assert describe(input_range("t.yaml", text=text.replace("  - {down: {}, repeat: 3}\n", ""))) == "any H, W"
+
+
+@pytest.mark.parametrize("budget", [60_000, 100_000, 1_000_000])
+def test_the_parameter_budget_bounds_the_sizes_with_other_weights(budget, capsys):
+    """The largest size netspec reports is the largest `load` accepts under the same --max-params."""
+    ranges = input_range("specs/lenet_bn.yaml", max_params=budget)
+    largest, told = ranges[0].within_budget
+    assert told == budget
+    netspec.load("specs/lenet_bn.yaml", input=(1, largest, 28), max_params=budget)
+    with pytest.raises(netspec.SpecError, match="parameters"):
+        netspec.load("specs/lenet_bn.yaml", input=(1, largest + 1, 28), max_params=budget)
+    assert main(["check", "--input-range", "--max-params", str(budget), "specs/lenet_bn.yaml"]) == 0
+    assert f"H, W <= {largest:,} " in capsys.readouterr().out
+
+
+def test_sizes_that_keep_the_weights_have_no_budget_bound():
+    assert all(r.within_budget is None for r in input_range("specs/resnet18.yaml", max_params=20_000_000))

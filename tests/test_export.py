@@ -195,3 +195,25 @@ def test_supported_opset_is_written():
     assert low <= 18 < high
     with exported(netspec.load("specs/lenet_bn.yaml"), opset=low + 1) as tmp:
         assert summary(tmp)["opset"] == low + 1
+
+
+class _NotATensor:
+    pass
+
+
+@pytest.mark.parametrize("name, write, reason", [
+    ("empty.pt", lambda p: p.write_bytes(b""), "the file is empty"),
+    ("text.pt", lambda p: p.write_text("garbage\n"), "not a file written by torch.save"),
+    ("truncated.pt", lambda p: (torch.save({"w": torch.ones(64)}, p), p.write_bytes(p.read_bytes()[:200])),
+     "truncated or damaged"),
+    ("objects.pt", lambda p: torch.save({"w": _NotATensor()}, p), "Python objects besides tensors"),
+    ("folder", lambda p: p.mkdir(), "(a folder)"),
+])
+def test_an_unreadable_weights_file_is_one_line(tmp_path, capsys, name, write, reason):
+    weights = tmp_path / name
+    write(weights)
+    target = tmp_path / "never.onnx"
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(target), "--weights", str(weights)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and reason in err, err
+    assert not target.exists()

@@ -80,7 +80,7 @@ def load(path: str | Path, needed=NEEDED) -> dict:
             warnings.simplefilter("ignore")
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ResumeError(f"{path} is not a readable checkpoint ({_unreadable(path, e)})") from None
+        raise ResumeError(f"{path} is not a readable checkpoint ({unreadable_reason(path, e)})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ResumeError(f"{path} is not a netspec checkpoint")
     missing = [k for k in needed if k not in ckpt]
@@ -91,7 +91,7 @@ def load(path: str | Path, needed=NEEDED) -> dict:
     return ckpt
 
 
-def _unreadable(path: Path, error: Exception) -> str:
+def unreadable_reason(path: Path, error: Exception) -> str:
     """Why torch.load refused a file, in a few words (its own messages run to paragraphs)."""
     text = str(error)
     if isinstance(error, OSError):
