@@ -14,7 +14,7 @@ from .files import OutputError
 def _spec_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                         help="override a spec param (repeatable)")
-    parser.add_argument("--input", type=_shape, help="input shape C,H,W (overrides the spec's)")
+    parser.add_argument("--input", type=input_shape, help="input shape C,H,W (overrides the spec's)")
     parser.add_argument("--max-params", type=_budget, default=None,
                         help="refuse networks with more parameters (default 10 billion)")
 
@@ -29,18 +29,22 @@ def _budget(text: str) -> int:
     return value
 
 
-def _level(text: str) -> int:
-    """A nesting depth: 0 is the top level."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
+def whole_number(least: int):
+    """An argparse type: a whole number of at least `least` (a depth from 0, a count from 1)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be {least} or more, got {value}")
+        return value
+
+    return parse
 
 
-def _shape(text: str) -> tuple[int, ...]:
+def input_shape(text: str) -> tuple[int, ...]:
+    """An argparse type: an input shape C,H,W (or CxHxW)."""
     try:
         shape = tuple(int(part) for part in text.replace("x", ",").split(","))
     except ValueError:
@@ -251,7 +255,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("spec")
     _spec_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--depth", type=_level, default=None, help="show nodes down to this nesting depth")
+    p.add_argument("--depth", type=whole_number(0), default=None, help="show nodes down to this nesting depth")
     p.add_argument("--code", action="store_true", help="also print the generated forward code")
     p.add_argument("--no-build", action="store_true", help="stop after shape inference (no torch)")
     p.add_argument("--emit", choices=["python"], help="write the network as a standalone PyTorch file")
@@ -262,7 +266,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("spec")
     _spec_args(p)
     p.add_argument("-o", "--output", required=True, help="output file; the format comes from its extension")
-    p.add_argument("--expand", nargs="?", type=_level, const=None, default=0, metavar="DEPTH",
+    p.add_argument("--expand", nargs="?", type=whole_number(0), const=None, default=0, metavar="DEPTH",
                    help="open groups and templates (all, or down to DEPTH levels)")
     p.add_argument("--direction", choices=["TB", "LR"], default="TB", help="top-to-bottom or left-to-right")
     p.set_defaults(run=cmd_graph)
@@ -295,7 +299,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--pa", action="append", default=[], metavar="NAME=VALUE", help="override a param of A only")
     p.add_argument("--pb", action="append", default=[], metavar="NAME=VALUE", help="override a param of B only")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--depth", type=_level, default=None, help="list changed nodes down to this nesting depth")
+    p.add_argument("--depth", type=whole_number(0), default=None, help="list changed nodes down to this nesting depth")
     p.add_argument("--all", action="store_true", help="also list weightless nodes whose shape merely followed")
     p.add_argument("--exit-code", action="store_true", help="exit 1 when the architectures differ")
     p.set_defaults(run=cmd_diff)

@@ -139,10 +139,10 @@ def test_an_unwritable_out_is_a_user_error(spec, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--input", "abc"], "argument --input: expected C,H,W like 1,28,28, got 'abc'"),
+    (["--input", "abc"], "argument --input: expected C,H,W like 1,224,224, got 'abc'"),
     (["--input", "1,0,28"], "argument --input: sizes must be positive, got '1,0,28'"),
-    (["--nproc", "0"], "argument --nproc: must be at least 1, got 0"),
-    (["--nproc", "-1"], "argument --nproc: must be at least 1, got -1"),
+    (["--nproc", "0"], "argument --nproc: must be 1 or more, got 0"),
+    (["--nproc", "-1"], "argument --nproc: must be 1 or more, got -1"),
 ])
 def test_bad_values_are_usage_errors(spec, capsys, args, message):
     with pytest.raises(SystemExit) as info:

@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..cli import input_shape, whole_number
+
 # (flag, TrainConfig field) for every flag that overrides the spec's `train:` section
 OVERRIDES = [
     ("--data", "data"), ("--data-dir", "data_dir"), ("--download", "download"), ("--epochs", "epochs"),
@@ -24,26 +26,6 @@ OVERRIDES = [
     ("--threads", "threads"), ("--keep-memory", "keep_memory"),
     ("--gemm-weight-grads", "gemm_weight_grads"), ("--augment", "augment"),
 ]
-
-
-def _shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(p) for p in text.replace("x", ",").split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected C,H,W like 1,28,28, got '{text}'") from None
-    if any(d < 1 for d in shape):
-        raise argparse.ArgumentTypeError(f"sizes must be positive, got '{text}'")
-    return shape
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 class _Compile(argparse.Action):
@@ -78,7 +60,7 @@ def _data_args(p: argparse.ArgumentParser) -> None:
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", nargs="?", help="the spec to train (optional with --resume: the checkpoint holds it)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE", help="override a spec param")
-    p.add_argument("--input", type=_shape, help="input shape C,H,W (overrides the spec's)")
+    p.add_argument("--input", type=input_shape, help="input shape C,H,W (overrides the spec's)")
     _data_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="learning rate of the chosen optimizer")
@@ -115,7 +97,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "0 turns off a count it set, --no-X a switch)")
     p.add_argument("--force", action="store_true", help="resume even if the spec has changed")
     p.add_argument("--quiet", action="store_true", help="print only the last line")
-    p.add_argument("--nproc", type=_positive, metavar="N", help="train on N processes (starts torchrun)")
+    p.add_argument("--nproc", type=whole_number(1), metavar="N", help="train on N processes (starts torchrun)")
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
