@@ -6,6 +6,9 @@ Not a comparison with a baseline: it says what is left to speed up. Parts,
 timed alternately, best and median of 400 calls each:
   - libyaml's events alone (PyYAML's C binding, nothing built): the floor
     of any reader that keeps PyYAML;
+  - libyaml's composer (`yaml.compose` with CSafeLoader: node objects with
+    marks, built in C, without netspec's positions, duplicate-key and alias
+    checks): what a reader on top of it would start from;
   - reading (`load_file`: the text to positioned mappings and lists);
   - elaborating the parsed document (validation, templates, shapes);
   - the row table (`report.rows`);
@@ -64,7 +67,8 @@ def main(argv=None) -> int:
         finally:
             loader.dispose()
 
-    fns = {"libyaml events alone": events, "read (load_file)": lambda: load_file(args.spec),
+    fns = {"libyaml events alone": events,
+           "libyaml compose (C)": lambda: yaml.compose(text, Loader=yaml.CSafeLoader), "read (load_file)": lambda: load_file(args.spec),
            "elaborate": lambda: api._elaborate(doc, text, args.spec, None, shape, 10**10),
            "row table": lambda: rows(net), "load + infer": lambda: rows(api.load(args.spec, input=shape)),
            "10 residual blocks": lambda: api.load_text(blocks(10)),
