@@ -16,10 +16,20 @@ def write_atomic(path, data: bytes) -> None:
     """Write to a temporary file beside `path`, then rename it into place.
 
     Like `open(path, "w")`, it writes through a symlink to its target, keeps an existing
-    file's permissions, and refuses a file the user may not write; unlike it, a failure
-    leaves the old file whole. Any failure is an OutputError naming the path.
+    file's permissions, refuses a file the user may not write, and writes straight into
+    a device or pipe (`-o /dev/stdout`); unlike it, a failure leaves an old regular file
+    whole. Any failure is an OutputError naming the path.
     """
     shown = path
+    if _special(path):  # /dev/null, /dev/stdout, a FIFO: no rename can replace them, so write into them
+        try:
+            with open(path, "wb") as handle:
+                handle.write(data)
+        except BrokenPipeError:  # `-o /dev/stdout | head`: the reader has all it wanted
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write {shown}: {_reason(exc)}") from None
+        return
     path = Path(os.path.realpath(path))
     try:
         if path.is_dir():
@@ -42,6 +52,15 @@ def write_atomic(path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _special(path) -> bool:
+    """An existing file that is neither a regular file nor a folder: a device, a pipe, a socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _reason(exc: OSError) -> str:

@@ -117,3 +117,21 @@ def test_check_goes_on_past_a_file_that_meets_a_bug(tmp_path, monkeypatch, capsy
     captured = capsys.readouterr()
     assert f"{first}: internal error: RuntimeError: a bug" in captured.err
     assert f"{LENET}: input sizes:" in captured.out
+
+
+def test_a_pipe_or_device_is_written_into_not_replaced(tmp_path):
+    """-o /dev/stdout or a FIFO: a rename would put a regular file where the pipe was."""
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    assert main(["schema", "-o", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert b'"$schema"' in received[0]
+    result = subprocess.run([sys.executable, "-m", "netspec", "schema", "-o", "/dev/stdout"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and '"$schema"' in result.stdout, result.stderr
