@@ -96,8 +96,10 @@ def _kind(value) -> str:
 def _scalar(text: str):
     import yaml
 
+    from .load import SafeLoader
+
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=SafeLoader)
     except yaml.YAMLError:
         return text
 

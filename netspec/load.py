@@ -79,7 +79,23 @@ STR_TAG = "tag:yaml.org,2002:str"
 _MAP_START, _SEQ_START = yaml.MappingStartEvent, yaml.SequenceStartEvent
 _SCALAR, _ALIAS = yaml.ScalarEvent, yaml.AliasEvent
 _ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-_RESOLVER = yaml.resolver.Resolver()  # PyYAML's implicit tags; construction keeps state, so each build has its own
+# YAML 1.1 (PyYAML) reads 1e-5 as text: its floats need a dot and a signed exponent. YAML 1.2, JSON,
+# Python and every editor read it as a number, and the schema says number: so netspec does too.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$")
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """PyYAML's implicit tags, with YAML 1.2's exponent floats (1e-5, 2.5E3)."""
+
+
+class SafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader reading numbers as `load_text` does (for -p NAME=VALUE)."""
+
+
+for _cls in (_Resolver, SafeLoader):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789."))
+
+_RESOLVER = _Resolver()  # construction keeps state, so each build has its own
 _TAGS: dict[tuple, str] = {}  # (plain text, implicit flags) -> resolved tag
 _VALUES: dict[tuple, object] = {}  # (tag, text) -> the int, float, bool or None it reads as
 

@@ -230,3 +230,25 @@ def test_loading_pauses_the_garbage_collector_and_restores_it():
         gc.enable()
         gc.callbacks.remove(seen)
     assert during["collections"] == 0
+
+
+@pytest.mark.parametrize("text, value", [("1e-5", 1e-5), ("2.5E3", 2500.0), ("-1e+2", -100.0), (".5e1", 5.0),
+                                         ("1.0e5", 1e5), ("1e", "1e"), ("e5", "e5"), ("1e5x", "1e5x")])
+def test_exponent_floats_are_numbers_as_in_yaml_1_2_and_json(text, value):
+    """PyYAML's YAML 1.1 reads 1e-5 as text; the schema, editors and Python read a number."""
+    assert load_text(f"x: {text}\n")["x"] == value
+    assert type(load_text(f"x: {text}\n")["x"]) is type(value)
+
+
+def test_an_exponent_float_works_in_a_spec_and_on_the_command_line():
+    import torch
+
+    import netspec
+
+    text = ("netspec: 1\nname: t\ninput: [2, 8, 8]\nparams: {drop: 1e-1}\n"
+            "network: [{batchnorm: {eps: 1e-3}}, {dropout: $drop}, flatten, {linear: 4}]\n")
+    for params, p in ((None, 0.1), ({"drop": "2e-1"}, 0.2)):
+        model = netspec.compile(netspec.load_text(text, params=params))
+        norm, = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        drop, = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+        assert norm.eps == 1e-3 and drop.p == p
