@@ -157,3 +157,28 @@ def test_input_range_probes_a_plugin_op(site):
     lines = result.stdout.splitlines()
     assert lines[0] == "plugged.yaml: input sizes: H, W must be 8 because flatten → linear(64) at 4"
     assert "found by probing sizes" in lines[-1]
+
+
+def test_a_plugin_params_model_keeps_pydantic_conversions_while_built_ins_are_strict():
+    """Plugins subclass Params: a tuple field takes YAML's list, an Enum its value; built-ins are strict."""
+    import enum
+    from typing import Tuple
+
+    from pydantic import ValidationError
+
+    from netspec.ops.base import REGISTRY, Params
+
+    class Mode(enum.Enum):
+        NEAREST = "nearest"
+
+    class ResizeParams(Params):
+        size: Tuple[int, int]
+        mode: Mode = Mode.NEAREST
+
+    p = ResizeParams.model_validate({"size": [14, 14], "mode": "nearest"})
+    assert p.size == (14, 14) and p.mode is Mode.NEAREST
+    assert ResizeParams.model_validate({"size": [14.0, 14]}).size == (14, 14)  # a whole float is an integer
+    with pytest.raises(ValidationError):
+        ResizeParams.model_validate({"size": [14, 14], "extra": 1})
+    with pytest.raises(ValidationError):
+        REGISTRY["linear"].Params.model_validate({"out": "4"})

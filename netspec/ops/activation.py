@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .base import NoParams, Op, Params, ShapeError, fmt
+from .base import NoParams, Op, ShapeError, StrictParams, fmt
 
 
 def _module(class_name: str, **kwargs):
@@ -54,7 +54,7 @@ class Identity(Simple):
     name, module = "identity", "Identity"
 
 
-class GeluParams(Params):
+class GeluParams(StrictParams):
     approximate: Literal["none", "tanh"] = Field("none", description="exact or tanh approximation")
 
 
@@ -68,7 +68,7 @@ class GELU(Op):
         return _module("GELU", approximate=p.approximate)
 
 
-class LeakyParams(Params):
+class LeakyParams(StrictParams):
     slope: float = Field(0.01, description="slope for negative inputs (any number, as in PyTorch)")
 
 
@@ -83,7 +83,7 @@ class LeakyReLU(Op):
         return _module("LeakyReLU", negative_slope=p.slope)
 
 
-class SoftmaxParams(Params):
+class SoftmaxParams(StrictParams):
     dim: int = Field(1, description="dimension to normalise, counting the batch as 0 (which is refused)")
 
 

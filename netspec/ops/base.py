@@ -28,10 +28,10 @@ class ShapeError(Exception):
 
 
 class Params(BaseModel):
-    """Base of every op's parameters: unknown keys are errors, and types are strict (`kernel: true`,
-    `out: "4"` and `bias: 1` are errors, as in the JSON Schema), save that a whole float is an integer."""
+    """Base of an op's parameters, a plugin's too: unknown keys are errors, a whole float is an integer,
+    and otherwise pydantic's usual conversions apply (a list for a tuple, a string for an Enum)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -48,7 +48,15 @@ def whole(value):
     return value
 
 
-class NoParams(Params):
+class StrictParams(Params):
+    """Base of the built-in ops' parameters: types are strict, as in the JSON Schema (`kernel: true`,
+    `out: "4"` and `bias: 1` are errors). Built-in fields are plain numbers, booleans, lists and
+    literals, which strict mode reads as YAML writes them; a plugin may opt in by subclassing this."""
+
+    model_config = ConfigDict(strict=True)
+
+
+class NoParams(StrictParams):
     pass
 
 

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import Op, Params, ShapeError, fmt, tuple_of
+from .base import Op, ShapeError, StrictParams, fmt, tuple_of
 
 IntOrList = PositiveInt | list[PositiveInt]
 
 
-class ConvParams(Params):
+class ConvParams(StrictParams):
     out: PositiveInt = Field(description="output channels")
     kernel: IntOrList = Field(description="kernel size, one int or one per spatial dimension")
     stride: IntOrList = Field(1, description="stride")

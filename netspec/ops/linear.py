@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveInt
 
-from .base import Op, Params, prod
+from .base import Op, StrictParams, prod
 
 
-class LinearParams(Params):
+class LinearParams(StrictParams):
     out: PositiveInt = Field(description="output features")
     bias: bool = Field(True, description="learn an additive bias")
 

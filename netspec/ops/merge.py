@@ -6,7 +6,7 @@ import operator
 
 from pydantic import Field
 
-from .base import Call, Op, Params, ShapeError, fmt
+from .base import Call, Op, ShapeError, StrictParams, fmt
 
 
 def broadcast(shapes, what: str):
@@ -49,7 +49,7 @@ class Mul(_Elementwise):
     name, function = "mul", operator.mul
 
 
-class ConcatParams(Params):
+class ConcatParams(StrictParams):
     dim: int = Field(1, description="dimension to join along (the batch is 0; 1 = channels)")
 
 

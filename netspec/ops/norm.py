@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
-from .base import Op, Params, ShapeError, fmt, prod
+from .base import Op, ShapeError, StrictParams, fmt, prod
 
 
-class BatchNormParams(Params):
+class BatchNormParams(StrictParams):
     eps: PositiveFloat = Field(1e-5, description="added to the variance for stability")
     momentum: NonNegativeFloat = Field(0.1, description="running statistics update factor")
     affine: bool = Field(True, description="learn a scale and a shift")
@@ -30,7 +30,7 @@ class BatchNorm(Op):
         return cls(shapes[0][0], eps=p.eps, momentum=p.momentum, affine=p.affine)
 
 
-class LayerNormParams(Params):
+class LayerNormParams(StrictParams):
     dims: PositiveInt = Field(1, description="how many trailing dimensions to normalise over")
     eps: PositiveFloat = Field(1e-5, description="added to the variance for stability")
     affine: bool = Field(True, description="learn a scale and a shift")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, NonNegativeInt, PositiveInt
 
-from .base import Op, Params, ShapeError, fmt, tuple_of
+from .base import Op, ShapeError, StrictParams, fmt, tuple_of
 
 IntOrList = PositiveInt | list[PositiveInt]
 
@@ -18,7 +18,7 @@ def pool_output(size: int, kernel: int, stride: int, pad: int, dilation: int, ce
     return out
 
 
-class PoolParams(Params):
+class PoolParams(StrictParams):
     kernel: IntOrList = Field(description="window size")
     stride: IntOrList | None = Field(None, description="step; defaults to the kernel size")
     padding: NonNegativeInt | list[NonNegativeInt] = Field(0, description="implicit padding per side")
@@ -94,7 +94,7 @@ class AvgPool(_Pool):
         return super().infer(p, shapes)
 
 
-class AdaptiveParams(Params):
+class AdaptiveParams(StrictParams):
     size: IntOrList = Field(1, description="output size, one int or one per spatial dimension")
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field, confloat
 
-from .base import Op, Params, ShapeError, fmt, prod
+from .base import Op, ShapeError, StrictParams, fmt, prod
 
 
-class FlattenParams(Params):
+class FlattenParams(StrictParams):
     start: int = Field(1, description="first dimension to flatten (the batch is 0)")
     end: int = Field(-1, description="last dimension to flatten")
 
@@ -40,7 +40,7 @@ class Flatten(Op):
         return nn.Flatten(p.start, p.end)
 
 
-class DropoutParams(Params):
+class DropoutParams(StrictParams):
     p: confloat(ge=0.0, le=1.0) = Field(0.5, description="probability of zeroing an element")
 
 
