@@ -151,7 +151,8 @@ def cmd_export(args) -> int:
 
 
 def _opset(text: str) -> int:
-    """--opset: a whole number among those the installed exporter writes (checked before any work)."""
+    """--opset: a whole number among those torch.onnx's exporter takes (checked before any work; whether
+    it really writes that opset for this network is checked once it has written the file)."""
     from .export import ExportError, check_opset
 
     try:

@@ -46,28 +46,66 @@ def _require(module: str, what: str):
 
 
 def opset_range() -> tuple[int, int]:
-    """The opsets the exporter really writes. torch's ONNX functions are written for one opset
-    (18 so far); an older one goes through a version converter that fails on common ops and
-    then silently keeps 18, and one newer than the `onnx` package knows is also left at 18."""
+    """The opsets torch.onnx's exporter takes at all: from torch's oldest (7) to the newest the `onnx`
+    package knows. Its ONNX functions are written for one opset (18 so far) and converted to the one
+    asked; where that conversion fails (an older opset and an op it cannot take down, such as
+    resnet18's at 17), it silently keeps 18, so what was written is read back (`written_opset`)."""
     onnx = _require("onnx", "ONNX export")
     try:
-        from torch.onnx._internal.exporter._constants import TORCHLIB_OPSET as low
+        from torch.onnx._constants import ONNX_MIN_OPSET as low
     except ImportError:  # a private module: where it moves, the value it had
-        low = 18
+        low = 7
     return low, onnx.defs.onnx_opset_version()
 
 
 def check_opset(opset: int) -> int:
     low, high = opset_range()
     if not low <= opset <= high:
-        raise ExportError(f"opset {opset} is not supported: the installed exporter writes opsets {low} to {high}")
+        raise ExportError(f"opset {opset} is not supported: the installed exporter takes opsets {low} to {high}")
     return opset
+
+
+def written_opset(path) -> int | None:
+    """The default-domain opset an ONNX file declares."""
+    onnx = _require("onnx", "reading the exported file")
+    return _opset_of(onnx.load(str(path), load_external_data=False))
+
+
+def _opset_of(model) -> int | None:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+
+
+def _check_written(path, opset: int) -> None:
+    """The file holds the opset asked for: the exporter does not say when its conversion failed."""
+    wrote = written_opset(path)
+    if wrote != opset:
+        advice = f"try --opset {wrote} or newer" if wrote is not None and wrote > opset else \
+                 f"try --opset {wrote}" if wrote is not None else "leave out --opset"
+        raise ExportError(f"could not write opset {opset} for this network: the exporter wrote {wrote}; {advice}")
+
+
+@contextlib.contextmanager
+def _quiet(*names: str):
+    """Quiets the exporter's logged warnings: that it converts to an older opset, and, where that fails
+    and it keeps its own, a traceback (`_check_written` says so in one line instead)."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 @contextlib.contextmanager
 def exported(network: Network, opset: int | None = None, dynamic_batch: bool = True, module=None):
     """`network` exported to a temporary ONNX file (its path), removed afterwards, so that it can be
-    checked before it replaces anything the user has.
+    checked before it replaces anything the user has. With `opset`, an ExportError where the file
+    came out in another opset (the exporter's conversion failed and kept its own).
 
     `module` is the compiled network to export (e.g. with trained weights);
     by default a freshly built one.
@@ -89,10 +127,12 @@ def exported(network: Network, opset: int | None = None, dynamic_batch: bool = T
         kwargs["opset_version"] = opset
     with tempfile.TemporaryDirectory(prefix="netspec-export-") as folder:
         tmp = Path(folder) / "model.onnx"
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _quiet("torch.onnx", "onnxscript"):
             warnings.simplefilter("ignore")
             with torch.no_grad():
                 torch.onnx.export(module, (example,), str(tmp), **kwargs)
+        if opset is not None:
+            _check_written(tmp, opset)
         yield tmp
 
 
@@ -187,9 +227,8 @@ def summary(path) -> dict:
     def dims(value):
         return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     return {
-        "bytes": Path(path).stat().st_size, "opset": opset, "nodes": len(model.graph.node),
+        "bytes": Path(path).stat().st_size, "opset": _opset_of(model), "nodes": len(model.graph.node),
         "initializers": len(model.graph.initializer),
         "inputs": {v.name: dims(v) for v in model.graph.input},
         "outputs": {v.name: dims(v) for v in model.graph.output},
