@@ -25,13 +25,20 @@ instead: binary searches over elaborations, which rely on sizes growing with
 the input.
 
 Both take each layer's settings as the same at every input size. A spec
-whose expressions read the input's size (`in.height`, `in.width`,
-`in.length`, `in.shape`, `in.features`) breaks that: a maxpool of kernel
-`${in.height // 4}` or a conv of `${in.width}` channels changes with the
-size, so neither a derivation from the spec's own size nor a handful of
-probes can tell which sizes work. Such a spec is refused, at the expression.
-`in.channels` and `in.rank` are taken as fixed: they are, except after a
-flatten that merges the channels with a spatial dimension.
+whose expressions read the input (`in.height`, `in.width`, `in.length`,
+`in.shape`, `in.features`, and `in.channels`, which after a flatten is the
+flattened size) may break that: a maxpool of kernel `${in.height // 4}` or
+a conv of `${in.width}` channels changes with the size, so neither a
+derivation from the spec's own size nor a handful of probes can tell which
+sizes work. Reading the input is not enough to break it, though: after a
+global pooling `in.features` is the channel count, the same at every size.
+So such a spec's layers (each node's op and parameters, not its shapes)
+are compared with those at its own size at a few dozen other sizes
+(`_chosen_sizes`), and once more at every size the derivation's checks or
+the probing elaborated; where any differs, the spec is refused, at the
+expression that reads the input nearest the layer that changed. (A layer
+that changes only at sizes none of these reach goes unseen.) A vector input
+has no size to choose and is not looked at.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from .errors import SpecError
 from .load import Map, Seq
 
 SIZE_FIELDS = ("height", "width", "length", "shape", "features")  # fields of `in` that follow the input size
+READS_INPUT = (*SIZE_FIELDS, "channels")  # with the one that does after a flatten: specs reading these are compared
 _IN_FIELD = re.compile(r"(?<![A-Za-z0-9_.])in\s*\.\s*([A-Za-z_][A-Za-z0-9_]*)")
 WINDOW = 8
 SCAN = 32
@@ -120,10 +128,12 @@ class _Probe:
     def at(self, axis: int, size: int):
         shape = list(self.shape)
         shape[axis] = size
-        key = tuple(shape)
-        if key not in self.cache:
-            self.cache[key] = self.run(key)
-        return self.cache[key]
+        return self.of(tuple(shape))
+
+    def of(self, shape: tuple[int, ...]):
+        if shape not in self.cache:
+            self.cache[shape] = self.run(shape)
+        return self.cache[shape]
 
     def ok(self, axis: int, size: int) -> bool:
         return not isinstance(self.at(axis, size), SpecError)
@@ -220,9 +230,12 @@ def input_range(path, params=None, input=None, text: str | None = None,
     with the size, it bounds the sizes "with other weights" from above.
     """
     probe = _Probe(path, params, input, text, max_params)
-    _refuse_size_dependent(probe)
     spatial = len(probe.shape) - 1
+    if not spatial:
+        return []  # a vector input: no size to choose
     names = DIM_NAMES.get(spatial, tuple(f"dim{i + 1}" for i in range(spatial)))
+    readers = _Readers(probe, names)
+    readers.compare(_chosen_sizes(probe))
     try:
         derived = derive(probe.base, probe)
     except Unsupported:
@@ -237,6 +250,7 @@ def input_range(path, params=None, input=None, text: str | None = None,
             largest = _largest_within_budget(probe, axis + 1, found.min)
             found.within_budget = None if largest is None else (largest, probe.max_params)
         ranges.append(found)
+    readers.compare(list(probe.cache))  # every size the derivation's checks or the probing elaborated
     return ranges
 
 
@@ -255,37 +269,155 @@ def _largest_within_budget(probe, axis: int, low: int, ceiling: int = 1 << 24) -
     return _first(low, ceiling, over) - 1
 
 
-def _refuse_size_dependent(probe: _Probe) -> None:
-    """A SpecError at the first expression, in the network or a template it uses, that reads the input's
-    size: layers that change with the size defeat both the derivation and the probing (see the top)."""
-    from .templates import for_spec
-
-    templates = for_spec(probe.doc, probe.path)
-    used = [templates[node.op] for node, _ in probe.base.nodes() if node.group and node.op in templates]
-    places = [(value, at) for key, value in probe.doc.items() if key != "blocks"
-              for value, at in _strings(value, probe.doc.at(key))]
-    for template in dict.fromkeys(used):  # each once, in order of use
-        places += _strings(template.graph, template.pos)
-        places += [(decl.default, template.decl_pos[name]) for name, decl in template.decls.items()
-                   if isinstance(decl.default, str)]
-    for value, at in places:
-        fields = [f for f in _IN_FIELD.findall(value) if f in SIZE_FIELDS] if "$" in value else []
-        if fields:
-            raise SpecError(at, f"--input-range cannot work out the sizes this network takes, because its "
-                            f"layers change with the input size (this expression reads in.{fields[0]})",
-                            hint="it assumes each layer's settings are the same at every size; check one "
-                            "size with --input C,H,W instead")
+def _chosen_sizes(probe: _Probe) -> list[tuple[int, ...]]:
+    """Input shapes to compare layers at, one spatial dimension changed at a time: small sizes, powers of
+    two (and 1.5 times them) up to 4096 or four times the spec's, and the spec's neighbours. Elaboration
+    costs the same at any size, and a size over the parameter budget is no network: skipped."""
+    shapes = []
+    for axis in range(1, len(probe.shape)):
+        spec = probe.shape[axis]
+        sizes = {1, 2, 3, spec - 1, spec + 1, spec // 2, spec * 3 // 2, spec * 2, spec * 3, spec * 4}
+        size = 4
+        while size <= max(spec * 4, 4096):
+            sizes.update((size, size * 3 // 2))
+            size *= 2
+        for size in sorted(x for x in sizes if x >= 1 and x != spec):
+            shape = list(probe.shape)
+            shape[axis] = size
+            shapes.append(tuple(shape))
+    return shapes
 
 
-def _strings(value, at) -> list[tuple[str, object]]:
-    """Every string inside a loaded YAML value, with its position."""
-    if isinstance(value, str):
-        return [(value, at)]
-    if isinstance(value, Map):
-        return [found for key, item in value.items() for found in _strings(item, value.at(key))]
-    if isinstance(value, Seq):
-        return [found for index, item in enumerate(value) for found in _strings(item, value.at(index))]
-    return []
+class _Readers:
+    """The expressions that read the input, in the network and the templates it uses, and the check that
+    the layers they set are the same at other sizes (see the top)."""
+
+    def __init__(self, probe: _Probe, names: tuple[str, ...]):
+        from .templates import for_spec
+
+        self.probe, self.names = probe, names
+        self.places: list[tuple[str, str, object, tuple]] = []  # (field, text, position, enclosing containers)
+        self.owners: dict = {}  # a layer's position (its op's key, or a bare item) -> its containers
+        templates = for_spec(probe.doc, probe.path)
+        self.templates = {}
+        for node, _ in probe.base.nodes():  # each used template once, in order of use
+            if node.group and node.op in templates:
+                self.templates.setdefault(node.op, templates[node.op])
+        for key, value in probe.doc.items():  # the templates in blocks: only where used, below
+            if key != "blocks":
+                self._walk(value, probe.doc.at(key), ("spec",))
+        self.decls: dict[str, list] = {}
+        for name, template in self.templates.items():
+            self._walk(template.graph, template.pos, ("template", name))
+            self.decls[name] = [(field, decl.default, template.decl_pos[pname], ("decl", name))
+                                for pname, decl in template.decls.items() if isinstance(decl.default, str)
+                                for field in self._reads(decl.default)[:1]]
+        self.active = bool(self.places) or any(self.decls.values())
+        self.layers = _layers(probe.base) if self.active else None
+
+    @staticmethod
+    def _reads(text: str) -> list[str]:
+        return [f for f in _IN_FIELD.findall(text) if f in READS_INPUT] if "$" in text else []
+
+    def _walk(self, value, at, chain: tuple) -> None:
+        if isinstance(value, str):
+            fields = self._reads(value)
+            if fields:
+                self.places.append((fields[0], value, at, chain))
+        elif isinstance(value, Map):
+            chain = (*chain, id(value))
+            for key, item in value.items():
+                self.owners.setdefault(value.key_pos.get(key), chain)
+                self._walk(item, value.at(key), chain)
+        elif isinstance(value, Seq):
+            chain = (*chain, id(value))
+            for index, item in enumerate(value):
+                if isinstance(item, str):
+                    self.owners.setdefault(value.at(index), (*chain, index))
+                self._walk(item, value.at(index), chain)
+
+    def compare(self, shapes) -> None:
+        """A SpecError where the layers at one of these input shapes are not those at the spec's."""
+        if not self.active:
+            return
+        for shape in shapes:
+            if tuple(shape) == tuple(self.probe.shape):
+                continue
+            other = self.probe.of(tuple(shape))
+            if isinstance(other, SpecError):
+                continue
+            change = _first_change(self.layers, _layers(other))
+            if change is not None:
+                self.refuse(shape, *change)
+
+    def refuse(self, shape, mine, theirs) -> None:
+        node = mine or theirs
+        axis = next(a for a in range(1, len(shape)) if shape[a] != self.probe.shape[a])
+        dim = self.names[axis - 1]
+        here, there = f"{dim} = {self.probe.shape[axis]}", f"{dim} = {shape[axis]}"
+        if mine is None or theirs is None:
+            detail = f"{node.op} at {node.path} is there at {here if mine else there}, " \
+                     f"not at {there if mine else here}"
+        elif mine.op != theirs.op:
+            detail = f"the layer at {node.path} is {mine.op} at {here}, {theirs.op} at {there}"
+        else:
+            detail = f"{node.op} at {node.path} has {_difference(mine.params, theirs.params, here, there)}"
+        field, _, at, _ = self.blame(mine, theirs)
+        raise SpecError(at, f"--input-range cannot work out the sizes this network takes, because its layers "
+                        f"change with the input size (this expression reads in.{field}; {detail})",
+                        hint="it assumes each layer's settings are the same at every size; check one size "
+                        f"with --input C,{','.join(self.names)} instead")
+
+    def blame(self, *nodes):
+        """The expression reading the input nearest the layer that changed (at either size): inside it, in
+        the template it is an instance of, or in the layers around it; the first of the nearest."""
+        best, score = None, -1
+        for node in nodes:
+            if node is None:
+                continue
+            chain = self.owners.get(node.pos, ())
+            candidates = self.places
+            if node.group and node.op in self.decls:  # after the use site's own, before any other
+                inside = [p for p in self.places if chain and p[3][:len(chain)] == chain]
+                candidates = inside + [(*p[:3], chain) for p in self.decls[node.op]] + self.places
+            for place in candidates:
+                shared = next((i for i, (a, b) in enumerate(zip(place[3], chain)) if a != b),
+                              min(len(place[3]), len(chain)))
+                if shared > score:
+                    best, score = place, shared
+        if best is None:  # only template defaults read the input, in a template not at these layers
+            best = next(p for places in self.decls.values() for p in places)
+        return best
+
+
+def _layers(network) -> list:
+    return [(node.path, node) for node, _ in network.nodes()]
+
+
+def _first_change(mine: list, theirs: list):
+    """The first node (in the spec's network, then the other's) whose op or parameters differ, as a pair
+    (either None where the node is not there); None where the layers are the same."""
+    other = dict(theirs)
+    for path, node in mine:
+        twin = other.get(path)
+        if twin is None or twin.op != node.op or twin.params != node.params:
+            return node, twin
+    paths = {path for path, _ in mine}
+    for path, node in theirs:
+        if path not in paths:
+            return None, node
+    return None
+
+
+def _difference(a, b, here: str, there: str) -> str:
+    """'kernel 8 at H = 32, 4 at H = 16': the first parameter that differs."""
+    items = lambda p: p.items() if isinstance(p, dict) else (  # noqa: E731
+        ((k, getattr(p, k)) for k in type(p).model_fields) if hasattr(type(p), "model_fields") else ())
+    theirs = dict(items(b))
+    for key, value in items(a):
+        if theirs.get(key) != value:
+            return f"{key} {value} at {here}, {theirs.get(key)} at {there}"
+    return f"other settings at {there} than at {here}"
 
 
 # -- the derivation: shape rules as functions of the input size ------------------------

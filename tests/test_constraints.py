@@ -264,3 +264,79 @@ def test_the_parameter_budget_bounds_the_sizes_with_other_weights(budget, capsys
 
 def test_sizes_that_keep_the_weights_have_no_budget_bound():
     assert all(r.within_budget is None for r in input_range("specs/resnet18.yaml", max_params=20_000_000))
+
+
+def _docs_example(name: str) -> str:
+    import re
+
+    with open("docs/language.md", encoding="utf-8") as f:
+        found = re.search(rf"```yaml\n(netspec: 1\nname: {name}\n.*?)```", f.read(), re.S)
+    assert found, name
+    return found.group(1)
+
+
+def test_reading_the_input_where_it_does_not_follow_the_size_is_accepted(tmp_path, capsys):
+    """The docs' squeeze-and-excitation block: in.features after global_avgpool is the channel count, the
+    same at every size, so the layers do not change and the range is the usual one."""
+    path = tmp_path / "with_blocks.yaml"
+    path.write_text(_docs_example("with_blocks"))
+    assert describe(input_range(path)) == "any H, W"
+    for size in (1, 7, 100):  # what the line says, and the SE linears the same size as at 32
+        net = netspec.load(path, input=(3, size, 32))
+        assert [n.params.out for n, _ in net.nodes() if n.op == "linear"] == [8, 32]
+    assert main(["check", "--input-range", str(path)]) == 0
+    assert f"{path}: input sizes: any H, W" in capsys.readouterr().out
+
+
+def test_a_vector_input_that_reads_its_features_has_no_size_to_choose(tmp_path, capsys):
+    path = tmp_path / "mlp.yaml"
+    path.write_text("netspec: 1\nname: mlp\ninput: [784]\nnetwork:\n"
+                    "  - linear: ${in.features // 2}\n  - relu\n  - linear: 10\n")
+    assert main(["check", "--input-range", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert f"{path}: input sizes: a vector input: no spatial size to choose" in captured.out
+    assert captured.err == ""
+
+
+def test_reading_the_features_after_a_flatten_is_refused(tmp_path, capsys):
+    """After a flatten of a spatial input, in.features is C*H*W: the linear's size follows the input."""
+    path = tmp_path / "flat.yaml"
+    path.write_text("netspec: 1\nname: t\ninput: [3, 32, 32]\nnetwork:\n  - conv: {out: 8, kernel: 3, padding: 1}\n"
+                    "  - flatten\n  - linear: ${in.features // 2}\n  - linear: 10\n")
+    assert main(["check", "--input-range", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:7:13: error: --input-range cannot work out the sizes this network takes, "
+                          "because its layers change with the input size (this expression reads in.features; "
+                          "linear at 2 has out 4096 at H = 32, "), err
+    assert "check one size with --input C,H,W instead" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("layer, col, fields", [
+    ("linear: ${in.channels // 2}", 13, "in.channels"),   # after a flatten, the flattened size
+    ("{linear: 5, repeat: '${in.shape[0] // 96}'}", 25, "in.shape"),  # 8 linears at 16
+])
+def test_other_reads_that_follow_the_size_are_refused(tmp_path, capsys, layer, col, fields):
+    path = tmp_path / "t.yaml"
+    path.write_text(f"netspec: 1\nname: t\ninput: [3, 16, 16]\nnetwork:\n  - flatten\n  - {layer}\n")
+    assert main(["check", "--input-range", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{path}:6:{col}: error: --input-range cannot work out") and f"reads {fields};" in err, err
+
+
+def test_a_template_default_that_follows_the_size_is_refused_at_the_default():
+    text = ("netspec: 1\nname: t\ninput: [3, 32, 32]\nblocks:\n"
+            "  down:\n    params: {k: {type: int, default: '${in.height // 8}'}}\n    graph: [{maxpool: $k}]\n"
+            "network:\n  - conv: {out: 4, kernel: 3}\n  - down\n  - global_avgpool\n")
+    with pytest.raises(netspec.SpecError) as err:
+        input_range("t.yaml", text=text)
+    assert (err.value.pos.line, err.value.pos.col) == (6, 38), err.value
+    assert "reads in.height; down at 1 has k " in err.value.message
+
+
+def test_a_1d_input_is_told_its_own_dimensions():
+    text = ("netspec: 1\nname: s\ninput: [2, 64]\nnetwork:\n  - conv: {out: 4, kernel: '${in.length // 8}'}\n"
+            "  - global_avgpool\n")
+    with pytest.raises(netspec.SpecError) as err:
+        input_range("s.yaml", text=text)
+    assert "conv at 0 has kernel 8 at L = 64, " in err.value.message
+    assert err.value.diagnostic.hint.endswith("check one size with --input C,L instead")
