@@ -120,6 +120,71 @@ def test_a_signal_to_the_launcher_stops_the_workers_cleanly(tmp_path, signum):
     assert not _processes_with(str(out)), "workers left running"
 
 
+def _started(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """`netspec train --nproc 2` of a long run, once its workers have written a checkpoint; output to files
+    (a pipe would stay open in any process left behind)."""
+    spec = tmp_path / "nobn.yaml"
+    spec.write_text(SPEC.replace("epochs: 2", "epochs: 1000"))
+    out = tmp_path / "run"
+    with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out),
+                                 "--nproc", "2", "--checkpoint-every", "3", "--quiet"],
+                                stdout=stdout, stderr=stderr, env=ENV, start_new_session=True)  # as `setsid`
+    deadline = time.time() + 120
+    while not (out / "last.pt").exists():
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        assert time.time() < deadline, "training never started"
+        time.sleep(0.1)
+    return proc, out
+
+
+def _all_gone(text: str, seconds: float) -> bool:
+    deadline = time.time() + seconds
+    while _processes_with(text):
+        if time.time() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _kill_left_over(proc: subprocess.Popen, text: str) -> None:
+    """The launcher and whatever it started (their command lines name the test's own folder)."""
+    proc.kill()
+    proc.wait()
+    for pid in _processes_with(text):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def test_a_hangup_of_the_launcher_stops_the_workers(tmp_path):
+    """The terminal closed (SIGHUP to the launcher's process group, which torchrun, in its own session,
+    is not in): the launcher passes it on, torchrun stops the workers, none is left running."""
+    proc, out = _started(tmp_path)
+    try:
+        os.killpg(proc.pid, signal.SIGHUP)  # what a closing terminal sends its foreground group
+        assert _all_gone(str(out), 60), "workers left running"
+        assert proc.wait(timeout=30) == 128 + signal.SIGHUP, (tmp_path / "stderr").read_text()
+    finally:
+        _kill_left_over(proc, str(out))
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_killed_launcher_still_stops_the_workers(tmp_path):
+    """SIGKILL of the launcher passes nothing on itself: the kernel tells torchrun (SIGTERM), which stops
+    the workers, and they save on the way out."""
+    proc, out = _started(tmp_path)
+    try:
+        proc.kill()
+        proc.wait()
+        assert _all_gone(str(out), 60), "workers left running"
+        assert checkpoint.load(out / "last.pt")["step"] > 0
+        assert "interrupted by SIGTERM at epoch " in (tmp_path / "stderr").read_text()
+    finally:
+        _kill_left_over(proc, str(out))
+
+
 def _processes_with(text: str) -> list[int]:
     """Processes whose command line mentions `text`."""
     found = []

@@ -143,15 +143,46 @@ def test_eval_limit_test_0_means_all_and_device_errors_are_user_errors(run, caps
     assert capsys.readouterr().err == "error: --device cuda, but PyTorch sees no CUDA device\n"
 
 
-def test_eval_on_data_with_other_classes_is_refused(run, tmp_path, capsys):
+def _image_folder(root: Path, classes: list[str]) -> Path:
     from PIL import Image
 
     for split in ("train", "test"):
-        for name in ("cat", "dog"):
-            (tmp_path / "pets" / split / name).mkdir(parents=True)
-            Image.new("L", (28, 28)).save(tmp_path / "pets" / split / name / "0.png")
+        for name in classes:
+            (root / split / name).mkdir(parents=True)
+            Image.new("L", (28, 28)).save(root / split / name / "0.png")
+    return root
+
+
+def test_eval_on_data_with_fewer_classes_notes_the_extra_scores(run, tmp_path, capsys):
+    """10 scores for 2 classes work (classes 0 and 1 are scored as trained); more classes than scores cannot."""
+    pets = _image_folder(tmp_path / "pets", ["cat", "dog"])
     path = _edited(run, tmp_path, "noworkers", lambda c: c["config"].update(workers=0))  # no worker processes
-    assert main(["eval", str(path), "--data", f"imagefolder:{tmp_path / 'pets'}"]) == 2
+    assert main(["eval", str(path), "--data", f"imagefolder:{pets}"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"note: the network gives 10 scores per image for imagefolder:{pets}'s 2 classes; "
+                          f"the extra 8 are never a target\n")
+    assert out.count("note:") == 1 and "on 2 images of" in out
+
+    many = _image_folder(tmp_path / "many", [f"c{k:02d}" for k in range(11)])
+    assert main(["eval", str(path), "--data", f"imagefolder:{many}"]) == 2
     assert capsys.readouterr().err == (f"error: the network's output has shape [10] per image, but "
-                                       f"imagefolder:{tmp_path / 'pets'} has 2 classes; end the network in linear(2) "
-                                       f"(e.g. -p classes=2)\n")
+                                       f"imagefolder:{many} has 11 classes; end the network in linear(11) "
+                                       f"(e.g. -p classes=11)\n")
+
+
+def test_a_network_with_more_outputs_than_classes_trains_and_evaluates(tmp_path, capsys):
+    """A checkpoint trained with 12 outputs on 10 classes (as -p classes=12 on Fashion-MNIST) is evaluated."""
+    spec = tmp_path / "twelve.yaml"
+    spec.write_text(SPEC.replace("linear: 10", "linear: 12").replace("epochs: 2", "epochs: 1"))
+    assert main(["train", str(spec), "--out", str(tmp_path / "run")]) == 0
+    note = ("note: the network gives 12 scores per image for synthetic's 10 classes; "
+            "the extra 2 are never a target\n")
+    assert capsys.readouterr().out.count(note) == 1
+    assert main(["eval", str(tmp_path / "run" / "last.pt")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(note) and out.count("note:") == 1
+    assert "pattern-9" in out and "pattern-10" not in out and "on 200 images of synthetic" in out
+    result = evaluate_checkpoint(tmp_path / "run" / "last.pt")
+    assert len(result.counts) == 10 and sum(result.counts) == 200
+    last = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert result.accuracy == pytest.approx(last["test_acc"], abs=5e-4)

@@ -90,7 +90,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, metavar="N", help="stop after N steps in all (0: no limit)")
     p.add_argument("--limit-train", type=int, metavar="N", help="train on the first N images only (0: all)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="also write last.pt every N steps (0: never)")
-    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP; with --resume, the checkpoint's)")
+    p.add_argument("--out", help="run folder (default runs/NAME-TIMESTAMP; with --resume, the checkpoint's "
+                                 "run folder if it is one, else a new one)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue a run exactly where it stopped (flags override its settings; "
@@ -179,16 +180,21 @@ def launch(nproc: int, argv: list[str]) -> int:
     """Start torchrun with `nproc` workers (through netspec.train.torchrun); the workers' exit code.
 
     This process imports no torch: it only waits. torchrun runs in its own
-    session and every SIGINT or SIGTERM this process gets is passed on to it
-    once (a Ctrl-C would otherwise reach it twice, and a SIGTERM not at all,
-    orphaning the workers); torchrun passes it to the workers, which save and exit.
+    session, so a Ctrl-C (or Ctrl-\\) at the terminal reaches only this
+    process, which passes it on once (the terminal would otherwise send it to
+    torchrun and the workers too). Every SIGINT, SIGTERM, SIGHUP (the terminal
+    closed) or SIGQUIT this process gets is passed on to torchrun, which
+    passes it to the workers: on SIGINT and SIGTERM they save and exit. Should
+    this process die without passing anything on (SIGKILL), the kernel sends
+    torchrun a SIGTERM (Linux), so no worker is ever left behind.
     """
     import signal
     import subprocess
     cmd = [sys.executable, "-m", "netspec.train.torchrun", str(nproc), *argv]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-    signals = (signal.SIGINT, signal.SIGTERM)
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_stopped_with_this_process())
+    signals = [signal.SIGINT, signal.SIGTERM,
+               *(getattr(signal, name) for name in ("SIGHUP", "SIGQUIT") if hasattr(signal, name))]
     previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in signals}
     try:
         code = proc.wait()
@@ -196,6 +202,29 @@ def launch(nproc: int, argv: list[str]) -> int:
         for s, handler in previous.items():
             signal.signal(s, handler)
     return 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
+
+
+def _stopped_with_this_process():
+    """A preexec_fn that has the kernel send the child SIGTERM when this process dies, however it
+    dies (Linux's PR_SET_PDEATHSIG); None where there is no prctl. This process must not run threads:
+    the signal comes when the thread that started the child ends."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import signal
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        PR_SET_PDEATHSIG = 1
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # it died before the prctl: the kernel will not say so
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 def located_error(error, path: str):

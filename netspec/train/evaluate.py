@@ -23,6 +23,7 @@ class Evaluation:
     counts: list[int]
     epoch: int
     weights: str           # "model" or "ema"
+    note: str | None = None  # more scores than classes: said before the table
 
     @property
     def accuracy(self) -> float:
@@ -55,14 +56,14 @@ def evaluate_checkpoint(path, overrides: dict | None = None, use_ema: bool = Fal
         raise ResumeError(f"{path} holds no {weights} weights (train with --ema to keep an average)")
     checkpoint.load_weights(net, ckpt[weights], f"{path}'s EMA" if use_ema else str(path))
     net.to(device)
-    check_outputs(net, data)
+    note = check_outputs(net, data)
     amp = config.amp if config.amp is not None else device.type == "cuda"
     dtype = torch.bfloat16 if config.amp_dtype == "bfloat16" else torch.float16
     counts = evaluate(net, data.test, config.batch_size, device,
                       lambda: torch.autocast(device.type, dtype=dtype, enabled=amp),
                       World(), False, len(data.classes)).cpu()
     return Evaluation(data.description, list(data.classes), counts[0].long().tolist(), counts[1].long().tolist(),
-                      int(ckpt["epoch"]), weights)
+                      int(ckpt["epoch"]), weights, note)
 
 
 def _input(ckpt: dict, path) -> tuple:
@@ -74,10 +75,12 @@ def _input(ckpt: dict, path) -> tuple:
 
 
 def print_evaluation(result: Evaluation) -> None:
-    """A rich table of per-class accuracy, then the one-line summary."""
+    """A rich table of per-class accuracy, then the one-line summary (after a note, if any)."""
     from rich.console import Console
     from rich.table import Table
 
+    if result.note:
+        print(result.note)
     table = Table(title="per-class accuracy")
     for name, justify in (("class", "left"), ("images", "right"), ("correct", "right"), ("accuracy", "right")):
         table.add_column(name, justify=justify)

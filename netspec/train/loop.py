@@ -103,17 +103,26 @@ def check_backend(backend) -> None:
                               f"{', '.join(torch._dynamo.list_backends())}, or aot_eager or eager to debug")
 
 
-def check_outputs(net, data) -> None:
-    """One forward pass in eval mode: the network must give one score per class of the data."""
+def check_outputs(net, data) -> str | None:
+    """One forward pass in eval mode: the network must give a score for each class of the data.
+
+    More scores than classes work (the extra ones are never a target, e.g. a network trained with
+    `-p classes=12`): the result is then a note to print; fewer are an error.
+    """
     x, _ = next(iter(data.test.test_batches(2)))
     was_training = net.training
     with torch.no_grad():
         out = net.eval()(x)
     net.train(was_training)
     k = len(data.classes)
-    if out.ndim != 2 or out.shape[1] != k:
+    if out.ndim != 2 or out.shape[1] < k:
         raise ConfigError(f"the network's output has shape {list(out.shape[1:])} per image, but {data.name} "
                           f"has {k} classes; end the network in linear({k}) (e.g. -p classes={k})")
+    extra = out.shape[1] - k
+    if extra:
+        return (f"note: the network gives {out.shape[1]} scores per image for {data.name}'s {k} classes; "
+                f"the extra {extra} {'is' if extra == 1 else 'are'} never a target")
+    return None
 
 
 RUN_FILES = ("config.json", "metrics.jsonl", "curves.png", "last.pt", "best.pt")
@@ -270,7 +279,7 @@ class _Run:
         if (config.gemm_weight_grads if config.gemm_weight_grads is not None
                 else cpu_conv.default_on(device, self.amp, bool(config.compile))):
             cpu_conv.use_gemm_weight_grads(self.net)
-        check_outputs(self.net, self.data)
+        self.outputs_note = check_outputs(self.net, self.data)
         self.steps_per_epoch = self.data.train.num_batches(config.batch_size, world.size)
         self.optimizer = build_optimizer(self.net, config)
         self.scheduler = build_scheduler(self.optimizer, config, self.steps_per_epoch)
@@ -425,6 +434,8 @@ class _Run:
                          f"{', bf16' if self.amp and self.amp_dtype == torch.bfloat16 else ''}"
                          f"{', channels-last' if self.channels_last else ''}"
                          f"{', run folder ' + str(self.run_dir) if self.run_dir else ''}")
+        if self.outputs_note:
+            self.report.info(self.outputs_note)
         check_every = 1 if self.device.type == "cpu" and not world.distributed else 25
         examples = seconds_total = 0.0  # trained in this invocation, for the last line
         record, at_max = None, False
