@@ -120,16 +120,17 @@ def test_a_signal_to_the_launcher_stops_the_workers_cleanly(tmp_path, signum):
     assert not _processes_with(str(out)), "workers left running"
 
 
-def _started(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+def _started(tmp_path: Path, nohup: bool = False) -> tuple[subprocess.Popen, Path]:
     """`netspec train --nproc 2` of a long run, once its workers have written a checkpoint; output to files
-    (a pipe would stay open in any process left behind)."""
+    (a pipe would stay open in any process left behind). `nohup`: started with SIGHUP ignored."""
     spec = tmp_path / "nobn.yaml"
     spec.write_text(SPEC.replace("epochs: 2", "epochs: 1000"))
     out = tmp_path / "run"
     with open(tmp_path / "stdout", "w") as stdout, open(tmp_path / "stderr", "w") as stderr:
         proc = subprocess.Popen([sys.executable, "-m", "netspec", "train", str(spec), "--out", str(out),
                                  "--nproc", "2", "--checkpoint-every", "3", "--quiet"],
-                                stdout=stdout, stderr=stderr, env=ENV, start_new_session=True)  # as `setsid`
+                                stdout=stdout, stderr=stderr, env=ENV, start_new_session=True,  # as `setsid`
+                                preexec_fn=(lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)) if nohup else None)
     deadline = time.time() + 120
     while not (out / "last.pt").exists():
         assert proc.poll() is None, (tmp_path / "stderr").read_text()
@@ -166,6 +167,21 @@ def test_a_hangup_of_the_launcher_stops_the_workers(tmp_path):
         os.killpg(proc.pid, signal.SIGHUP)  # what a closing terminal sends its foreground group
         assert _all_gone(str(out), 60), "workers left running"
         assert proc.wait(timeout=30) == 128 + signal.SIGHUP, (tmp_path / "stderr").read_text()
+    finally:
+        _kill_left_over(proc, str(out))
+
+
+def test_under_nohup_a_hangup_does_not_stop_the_run(tmp_path):
+    """`nohup netspec train --nproc 2 ...`: SIGHUP is ignored, as a one-process run ignores it."""
+    proc, out = _started(tmp_path, nohup=True)
+    try:
+        os.killpg(proc.pid, signal.SIGHUP)
+        time.sleep(3)
+        assert proc.poll() is None, (tmp_path / "stderr").read_text()
+        assert len(_processes_with(str(out))) >= 3  # the launcher, torchrun, the workers
+        proc.terminate()
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+        assert _all_gone(str(out), 60), "workers left running"
     finally:
         _kill_left_over(proc, str(out))
 

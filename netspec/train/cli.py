@@ -195,7 +195,10 @@ def launch(nproc: int, argv: list[str]) -> int:
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=_stopped_with_this_process())
     signals = [signal.SIGINT, signal.SIGTERM,
                *(getattr(signal, name) for name in ("SIGHUP", "SIGQUIT") if hasattr(signal, name))]
-    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum)) for s in signals}
+    # a signal this process ignores (SIGHUP under nohup; SIGINT for a shell's background job) stays
+    # ignored: torchrun inherited the same disposition, and so the run goes on, as without --nproc
+    previous = {s: signal.signal(s, lambda signum, frame: proc.send_signal(signum))
+                for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         code = proc.wait()
     finally:
@@ -210,11 +213,12 @@ def _stopped_with_this_process():
     the signal comes when the thread that started the child ends."""
     if not sys.platform.startswith("linux"):
         return None
-    import ctypes
     import signal
     try:
+        import ctypes
+
         prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork, not in the child
-    except (OSError, AttributeError):
+    except (ImportError, OSError, AttributeError):
         return None
     parent = os.getpid()
 
