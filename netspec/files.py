@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
+import sys
 import tempfile
 from pathlib import Path
 
@@ -21,10 +23,16 @@ def write_atomic(path, data: bytes) -> None:
     whole. Any failure is an OutputError naming the path.
     """
     shown = path
-    if _special(path):  # /dev/null, /dev/stdout, a FIFO: no rename can replace them, so write into them
+    descriptor = _descriptor(path)
+    if descriptor is not None or _special(path):  # /dev/stdout, /dev/null, a FIFO: write into them
         try:
-            with open(path, "wb") as handle:
-                handle.write(data)
+            if descriptor is not None:  # this process's own stdout (a pipe, or a file `>` or `>>` made)
+                sys.stdout.flush()  # what was printed before comes before
+                with os.fdopen(os.dup(descriptor), "wb") as handle:
+                    handle.write(data)
+            else:
+                with open(path, "wb") as handle:
+                    handle.write(data)
         except BrokenPipeError:  # `-o /dev/stdout | head`: the reader has all it wanted
             raise
         except OSError as exc:
@@ -52,6 +60,22 @@ def write_atomic(path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_OWN_DESCRIPTOR = re.compile(r"^/dev/fd/(\d+)$|^/proc/self/fd/(\d+)$")
+_STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
+
+
+def _descriptor(path) -> int | None:
+    """The open descriptor a path names (/dev/stdout, /dev/fd/N, /proc/self/fd/N): writing to it goes
+    where the shell pointed it, at its offset, never through a rename that would replace a redirected file."""
+    text = os.path.abspath(path)
+    if text in _STANDARD:
+        return _STANDARD[text]
+    if text.startswith(f"/proc/{os.getpid()}/fd/"):
+        text = "/proc/self/fd/" + text.rsplit("/", 1)[1]
+    match = _OWN_DESCRIPTOR.match(text)
+    return int(match.group(1) or match.group(2)) if match else None
 
 
 def _special(path) -> bool:

@@ -135,3 +135,16 @@ def test_a_pipe_or_device_is_written_into_not_replaced(tmp_path):
     result = subprocess.run([sys.executable, "-m", "netspec", "schema", "-o", "/dev/stdout"],
                             capture_output=True, text=True)
     assert result.returncode == 0 and '"$schema"' in result.stdout, result.stderr
+
+
+def test_dev_stdout_redirected_to_a_file_is_written_at_its_place_not_replaced(tmp_path):
+    """`netspec schema -o /dev/stdout >> log`: the log keeps what it held; a rename would have replaced it."""
+    log = tmp_path / "log.txt"
+    log.write_text("before\n")
+    with open(log, "a") as out:
+        result = subprocess.run([sys.executable, "-m", "netspec", "schema", "-o", "/dev/stdout"],
+                                stdout=out, stderr=subprocess.PIPE, text=True)
+        out.write("after\n")
+    assert result.returncode == 0, result.stderr
+    text = log.read_text()
+    assert text.startswith("before\n{") and text.endswith("}\nafter\n")
