@@ -79,9 +79,14 @@ def _check_written(path, opset: int) -> None:
     """The file holds the opset asked for: the exporter does not say when its conversion failed."""
     wrote = written_opset(path)
     if wrote != opset:
-        advice = f"try --opset {wrote} or newer" if wrote is not None and wrote > opset else \
-                 f"try --opset {wrote}" if wrote is not None else "leave out --opset"
-        raise ExportError(f"could not write opset {opset} for this network: the exporter wrote {wrote}; {advice}")
+        if wrote is None:
+            raise ExportError(f"could not write opset {opset} for this network: the file declares none; "
+                              f"leave out --opset")
+        untried = range(opset + 1, wrote)  # the exporter may convert to these even where it failed at `opset`
+        between = "" if not untried else f", and {untried[0]} may" if len(untried) == 1 else \
+            f", and {untried[0]} to {untried[-1]} may"
+        raise ExportError(f"could not write opset {opset} for this network: the exporter could not convert to "
+                          f"it and kept opset {wrote}; --opset {wrote} works{between}")
 
 
 @contextlib.contextmanager
