@@ -56,8 +56,12 @@ def _layer(key: str, value_schema: dict, description: str | None) -> dict:
             "properties": {key: value_schema, **META}, "required": [key], "additionalProperties": False}
 
 
-def _op_layer(name: str, op) -> dict:
-    params = _with_expressions(op.Params.model_json_schema())
+def _op_layer(name: str, op, defs: dict) -> dict:
+    """An op's layer schema; the models its parameters refer to (a plugin's Enum, say) go to the top
+    `$defs`, named after the op, since a `$ref` resolves from the document's root."""
+    params = op.Params.model_json_schema(ref_template=f"#/$defs/{name}__{{model}}")
+    defs.update({f"{name}__{model}": sub for model, sub in params.pop("$defs", {}).items()})
+    params = _with_expressions(params)
     choices = [params, {"type": "null"}]
     if op.primary:
         choices.append(params["properties"][op.primary])
@@ -85,7 +89,7 @@ def schema() -> dict:
     registry = sorted(ops.REGISTRY.items())
     templates = sorted(builtins().items())
     known = [name for name, _ in registry] + [name for name, _ in templates]
-    layers = [_op_layer(name, cls) for name, cls in registry]
+    layers = [_op_layer(name, cls, defs) for name, cls in registry]
     layers += [_template_layer(t) for _, t in templates]
     layer_list = {"type": "array", "items": {"$ref": "#/$defs/Layer"}}
     layers += [

@@ -182,3 +182,35 @@ def test_a_plugin_params_model_keeps_pydantic_conversions_while_built_ins_are_st
         ResizeParams.model_validate({"size": [14, 14], "extra": 1})
     with pytest.raises(ValidationError):
         REGISTRY["linear"].Params.model_validate({"out": "4"})
+
+
+def test_the_schema_holds_what_a_plugin_op_refers_to():
+    """A plugin's Enum parameter is a `$ref` into `$defs`: the schema must hold it, or editors fail."""
+    import enum
+
+    import jsonschema
+
+    from netspec.ops.base import REGISTRY, Op, Params
+    from netspec.schema import schema
+
+    class Corner(enum.Enum):
+        TOP = "top"
+        CENTER = "center"
+
+    class CropParams(Params):
+        corner: Corner = Corner.CENTER
+
+    class Crop(Op):
+        name = "crop_for_the_schema_test"
+        Params = CropParams
+
+    try:
+        document = schema()
+        ok = {"netspec": 1, "name": "t", "input": [1, 8, 8],
+              "network": [{"crop_for_the_schema_test": {"corner": "top"}}]}
+        jsonschema.Draft202012Validator(document).validate(ok)
+        bad = {**ok, "network": [{"crop_for_the_schema_test": {"corner": "left"}}]}
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.Draft202012Validator(document).validate(bad)
+    finally:
+        REGISTRY.pop(Crop.name)
