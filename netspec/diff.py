@@ -24,6 +24,7 @@ from typing import Any
 
 from .ir import Network, Node
 from .ops import fmt
+from .ops.base import plain
 
 
 def _params(node: Node) -> dict:
@@ -35,16 +36,6 @@ def _params(node: Node) -> dict:
     if isinstance(value, dict):
         return dict(value)
     return {"value": value}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def _index(network: Network) -> dict[str, tuple[Node, int]]:
@@ -105,7 +96,7 @@ def diff(a: Network, b: Network) -> dict:
         if p_old != p_new:
             what.append("params")
             keys = list(dict.fromkeys([*p_old, *p_new]))
-            entry["param_changes"] = {k: [_plain(p_old.get(k)), _plain(p_new.get(k))]
+            entry["param_changes"] = {k: [plain(p_old.get(k)), plain(p_new.get(k))]
                                       for k in keys if p_old.get(k) != p_new.get(k)}
         if old.inputs != new.inputs:
             what.append("inputs")

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from . import ops
 from .errors import Pos, SpecError, did_you_mean
+from .ops.base import plain
 from .templates import builtins
 
 
 def _op_params(op) -> list[tuple[str, str, str, str]]:
     rows = []
-    props = op.Params.model_json_schema().get("properties", {})
+    schema = op.Params.model_json_schema()
+    props, defs = schema.get("properties", {}), schema.get("$defs", {})
     for name, field in op.Params.model_fields.items():
-        kind = _type_name(props.get(name, {}))
-        default = "required" if field.is_required() else repr(field.default)
+        kind = _type_name(props.get(name, {}), defs)
+        default = "required" if field.is_required() else repr(plain(field.default))
         rows.append((name, kind, default, field.description or ""))
     return rows
 
 
-def _type_name(prop: dict) -> str:
-    """A short type from a JSON Schema property: 'int | list[int]', "'same' | 'valid'"."""
+def _type_name(prop: dict, defs: dict) -> str:
+    """A short type from a JSON Schema property: 'int | list[int]', "'same' | 'valid'"; a `$ref`
+    (a plugin's Enum) is looked up in `defs`."""
+    if "$ref" in prop:
+        prop = defs.get(prop["$ref"].rsplit("/", 1)[-1], {})
     if "anyOf" in prop:
-        return " | ".join(_type_name(p) for p in prop["anyOf"] if p.get("type") != "null")
+        return " | ".join(_type_name(p, defs) for p in prop["anyOf"] if p.get("type") != "null")
     if "enum" in prop or "const" in prop:
         return " | ".join(repr(v) for v in prop.get("enum", [prop.get("const")]))
     kind = {"integer": "int", "number": "float", "boolean": "bool", "string": "str"}.get(prop.get("type"), prop.get("type", "any"))
     if kind == "array":
-        return f"list[{_type_name(prop.get('items', {}))}]"
+        return f"list[{_type_name(prop.get('items', {}), defs)}]"
     return kind
 
 

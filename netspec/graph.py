@@ -135,6 +135,9 @@ def param_text(node: Node, width: int = 40) -> str:
 
 
 def _short(value) -> str:
+    from .ops.base import plain
+
+    value = plain(value)
     if isinstance(value, list):
         return "[" + ",".join(map(str, value)) + "]"
     return str(value)

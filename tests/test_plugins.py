@@ -214,3 +214,37 @@ def test_the_schema_holds_what_a_plugin_op_refers_to():
             jsonschema.Draft202012Validator(document).validate(bad)
     finally:
         REGISTRY.pop(Crop.name)
+
+
+def test_a_plugin_enum_reads_as_the_spec_writes_it(tmp_path):
+    """explain, diff and graph labels show an Enum parameter by its value ('top'), not Python's repr."""
+    import enum
+
+    import netspec
+    from netspec.diff import diff
+    from netspec.docs import explain
+    from netspec.graph import write
+    from netspec.ops.base import REGISTRY, Op, Params
+
+    class Corner(enum.Enum):
+        TOP = "top"
+        CENTER = "center"
+
+    class CropParams(Params):
+        corner: Corner = Corner.CENTER
+
+    class Crop(Op):
+        name = "crop_for_the_display_test"
+        Params = CropParams
+
+    try:
+        text = "netspec: 1\nname: t\ninput: [1, 8, 8]\nnetwork: [{crop_for_the_display_test: {corner: %s}}]\n"
+        a, b = netspec.load_text(text % "top"), netspec.load_text(text % "center")
+        changes = [n["param_changes"] for n in diff(a, b)["changed"]]
+        assert changes == [{"corner": ["top", "center"]}]
+        shown = explain(Crop.name)
+        assert "'top' | 'center'" in shown and "'center'" in shown and "Corner" not in shown
+        write(a, tmp_path / "a.mmd")
+        assert "corner=top" in (tmp_path / "a.mmd").read_text()
+    finally:
+        REGISTRY.pop(Crop.name)

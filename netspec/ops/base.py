@@ -9,6 +9,8 @@ front end stays torch-free.
 
 from __future__ import annotations
 
+import enum
+
 import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -45,6 +47,17 @@ def whole(value):
         return int(value)
     if isinstance(value, list):
         return [whole(v) for v in value]
+    return value
+
+
+def plain(value):
+    """A parameter value as a spec writes it: an Enum (a plugin's) by its value, a tuple as a list."""
+    if isinstance(value, enum.Enum):
+        return plain(value.value)
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
