@@ -184,14 +184,12 @@ def test_a_plugin_params_model_keeps_pydantic_conversions_while_built_ins_are_st
         REGISTRY["linear"].Params.model_validate({"out": "4"})
 
 
-def test_the_schema_holds_what_a_plugin_op_refers_to():
-    """A plugin's Enum parameter is a `$ref` into `$defs`: the schema must hold it, or editors fail."""
+@pytest.fixture
+def enum_op():
+    """An in-process plugin op, `crop_demo`, whose parameter `corner` is an Enum; unregistered after."""
     import enum
 
-    import jsonschema
-
     from netspec.ops.base import REGISTRY, Op, Params
-    from netspec.schema import schema
 
     class Corner(enum.Enum):
         TOP = "top"
@@ -201,50 +199,37 @@ def test_the_schema_holds_what_a_plugin_op_refers_to():
         corner: Corner = Corner.CENTER
 
     class Crop(Op):
-        name = "crop_for_the_schema_test"
+        name = "crop_demo"
         Params = CropParams
 
-    try:
-        document = schema()
-        ok = {"netspec": 1, "name": "t", "input": [1, 8, 8],
-              "network": [{"crop_for_the_schema_test": {"corner": "top"}}]}
-        jsonschema.Draft202012Validator(document).validate(ok)
-        bad = {**ok, "network": [{"crop_for_the_schema_test": {"corner": "left"}}]}
-        with pytest.raises(jsonschema.ValidationError):
-            jsonschema.Draft202012Validator(document).validate(bad)
-    finally:
-        REGISTRY.pop(Crop.name)
+    yield Crop.name
+    REGISTRY.pop(Crop.name)
 
 
-def test_a_plugin_enum_reads_as_the_spec_writes_it(tmp_path):
+def test_the_schema_holds_what_a_plugin_op_refers_to(enum_op):
+    """A plugin's Enum parameter is a `$ref` into `$defs`: the schema must hold it, or editors fail."""
+    import jsonschema
+
+    from netspec.schema import schema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    ok = {"netspec": 1, "name": "t", "input": [1, 8, 8], "network": [{enum_op: {"corner": "top"}}]}
+    validator.validate(ok)
+    with pytest.raises(jsonschema.ValidationError):
+        validator.validate({**ok, "network": [{enum_op: {"corner": "left"}}]})
+
+
+def test_a_plugin_enum_reads_as_the_spec_writes_it(tmp_path, enum_op):
     """explain, diff and graph labels show an Enum parameter by its value ('top'), not Python's repr."""
-    import enum
-
     import netspec
     from netspec.diff import diff
     from netspec.docs import explain
     from netspec.graph import write
-    from netspec.ops.base import REGISTRY, Op, Params
 
-    class Corner(enum.Enum):
-        TOP = "top"
-        CENTER = "center"
-
-    class CropParams(Params):
-        corner: Corner = Corner.CENTER
-
-    class Crop(Op):
-        name = "crop_for_the_display_test"
-        Params = CropParams
-
-    try:
-        text = "netspec: 1\nname: t\ninput: [1, 8, 8]\nnetwork: [{crop_for_the_display_test: {corner: %s}}]\n"
-        a, b = netspec.load_text(text % "top"), netspec.load_text(text % "center")
-        changes = [n["param_changes"] for n in diff(a, b)["changed"]]
-        assert changes == [{"corner": ["top", "center"]}]
-        shown = explain(Crop.name)
-        assert "'top' | 'center'" in shown and "'center'" in shown and "Corner" not in shown
-        write(a, tmp_path / "a.mmd")
-        assert "corner=top" in (tmp_path / "a.mmd").read_text()
-    finally:
-        REGISTRY.pop(Crop.name)
+    text = "netspec: 1\nname: t\ninput: [1, 8, 8]\nnetwork: [{%s: {corner: %s}}]\n"
+    a, b = netspec.load_text(text % (enum_op, "top")), netspec.load_text(text % (enum_op, "center"))
+    assert [n["param_changes"] for n in diff(a, b)["changed"]] == [{"corner": ["top", "center"]}]
+    shown = explain(enum_op)
+    assert "'top' | 'center'" in shown and "Corner" not in shown
+    write(a, tmp_path / "a.mmd")
+    assert "corner=top" in (tmp_path / "a.mmd").read_text()
