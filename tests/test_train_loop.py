@@ -272,6 +272,17 @@ def test_a_run_stopped_at_max_steps_is_not_resumed_past_it(tmp_path):
     assert checkpoint.load(last)["step"] == 7
 
 
+def test_a_run_resumed_into_another_folder_keeps_its_earlier_epochs(tmp_path):
+    """--resume A/last.pt --out B: B's metrics and curves start at epoch 1, not at the resume; A is untouched."""
+    first = run(dict(QUICK, epochs=2), tmp_path, name="a")
+    before = (first.run_dir / "metrics.jsonl").read_text()
+    second = run(dict(QUICK, epochs=3), tmp_path, name="b", resume=first.run_dir / "last.pt")
+    lines = (second.run_dir / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    assert "\n".join(lines[:2]) + "\n" == before
+    assert (first.run_dir / "metrics.jsonl").read_text() == before
+
+
 @pytest.mark.parametrize("change", [dict(batch_size=32), dict(seed=1), dict(limit_train=256), dict(data="mnist")])
 def test_a_mid_epoch_resume_refuses_settings_that_reorder_the_epoch(tmp_path, change):
     """The rest of an epoch is the rest of ITS batch order: another order would skip or repeat images."""

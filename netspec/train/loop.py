@@ -378,7 +378,7 @@ class _Run:
             (run_dir / "config.json").write_text(json.dumps(info, indent=2) + "\n")
             metrics = MetricsLog(run_dir)
             if self.options.resume:
-                metrics.truncate_after(self.start_epoch)
+                metrics.truncate_after(self.start_epoch, MetricsLog(Path(self.options.resume).parent))
         self.metrics = metrics
 
     # --- one step, one epoch ---------------------------------------------------

@@ -26,9 +26,11 @@ class MetricsLog:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
 
-    def truncate_after(self, epoch: int) -> None:
-        """Drop records past `epoch`: a resumed run rewrites them."""
-        keep = [r for r in self.read() if r["epoch"] <= epoch]
+    def truncate_after(self, epoch: int, source: "MetricsLog | None" = None) -> None:
+        """Drop records past `epoch`: a resumed run rewrites them. `source`: the log to start from where
+        this one is new (a resumed run in another folder keeps its earlier epochs, and its curves)."""
+        records = self.read() if self.path.exists() or source is None else source.read()
+        keep = [r for r in records if r["epoch"] <= epoch]
         self.path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     def append(self, record: dict) -> None:
