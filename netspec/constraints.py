@@ -260,9 +260,10 @@ def _largest_within_budget(probe, axis: int, low: int, ceiling: int = 1 << 24) -
     Weights grow with the size here (the range is fixed by a flatten into a linear), so the
     sizes over budget are all those above one size: a bisection finds it.
     """
+    from .elaborate import OverBudget
+
     def over(size: int) -> bool:
-        result = probe.at(axis, size)
-        return isinstance(result, SpecError) and "parameters" in result.message and "budget" in (result.diagnostic.hint or "")
+        return isinstance(probe.at(axis, size), OverBudget)
 
     if not over(ceiling) or over(low):
         return None
@@ -411,10 +412,8 @@ def _first_change(mine: list, theirs: list):
 
 def _difference(a, b, here: str, there: str) -> str:
     """'kernel 8 at H = 32, 4 at H = 16': the first parameter that differs."""
-    items = lambda p: p.items() if isinstance(p, dict) else (  # noqa: E731
-        ((k, getattr(p, k)) for k in type(p).model_fields) if hasattr(type(p), "model_fields") else ())
-    theirs = dict(items(b))
-    for key, value in items(a):
+    theirs = dict(b or {})  # a group's arguments (a dict) or an op's parameters (a model: its fields)
+    for key, value in dict(a or {}).items():
         if theirs.get(key) != value:
             return f"{key} {value} at {here}, {theirs.get(key)} at {there}"
     return f"other settings at {there} than at {here}"

@@ -25,6 +25,10 @@ MAX_REPEAT = 10_000
 MAX_NODES = 50_000
 MAX_TEMPLATE_DEPTH = 32
 DEFAULT_MAX_PARAMS = 10_000_000_000
+
+
+class OverBudget(SpecError):
+    """The network has more parameters than the budget (`--max-params`): a size that is too large."""
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = {
     "input", "add_module", "add_submodule", "apply", "bfloat16", "buffers", "children", "code",
@@ -369,9 +373,9 @@ class Elaborator:
             _remember(_RULES, rule, (params, shape, n_params, flops))
         self.total_params += n_params
         if self.total_params > self.max_params:
-            raise self.error(key_pos, f"the network has more than {self.max_params:,} parameters "
+            raise OverBudget(key_pos, f"the network has more than {self.max_params:,} parameters "
                              f"(this {key} alone has {n_params:,})",
-                             hint="raise the budget with --max-params if this is intended")
+                             hint="raise the budget with --max-params if this is intended", chain=self.chain)
         if name is None:
             name, _ = self.name_for(meta, scope, names)
         self.add(Node(name, scope.prefix + name, key, key_pos,
