@@ -25,14 +25,10 @@ def write_atomic(path, data: bytes) -> None:
     shown = path
     descriptor = _descriptor(path)
     if descriptor is not None or _special(path):  # /dev/stdout, /dev/null, a FIFO: write into them
-        try:
-            if descriptor is not None:  # this process's own stdout (a pipe, or a file `>` or `>>` made)
-                sys.stdout.flush()  # what was printed before comes before
-                with os.fdopen(os.dup(descriptor), "wb") as handle:
-                    handle.write(data)
-            else:
-                with open(path, "wb") as handle:
-                    handle.write(data)
+        sys.stdout.flush()  # what was printed before comes before
+        try:  # an own descriptor (stdout: a pipe, or a file `>` or `>>` made) is written where it stands
+            with os.fdopen(os.dup(descriptor), "wb") if descriptor is not None else open(path, "wb") as handle:
+                handle.write(data)
         except BrokenPipeError:  # `-o /dev/stdout | head`: the reader has all it wanted
             raise
         except OSError as exc:
@@ -62,7 +58,6 @@ def write_atomic(path, data: bytes) -> None:
         raise
 
 
-_OWN_DESCRIPTOR = re.compile(r"^/dev/fd/(\d+)$|^/proc/self/fd/(\d+)$")
 _STANDARD = {"/dev/stdout": 1, "/dev/stderr": 2}
 
 
@@ -70,12 +65,8 @@ def _descriptor(path) -> int | None:
     """The open descriptor a path names (/dev/stdout, /dev/fd/N, /proc/self/fd/N): writing to it goes
     where the shell pointed it, at its offset, never through a rename that would replace a redirected file."""
     text = os.path.abspath(path)
-    if text in _STANDARD:
-        return _STANDARD[text]
-    if text.startswith(f"/proc/{os.getpid()}/fd/"):
-        text = "/proc/self/fd/" + text.rsplit("/", 1)[1]
-    match = _OWN_DESCRIPTOR.match(text)
-    return int(match.group(1) or match.group(2)) if match else None
+    match = re.fullmatch(rf"/(?:dev/fd|proc/(?:self|{os.getpid()})/fd)/(\d+)", text)
+    return _STANDARD.get(text, int(match.group(1)) if match else None)
 
 
 def _special(path) -> bool:
