@@ -179,11 +179,7 @@ def cmd_check(args) -> int:
             failed += 1
             print(err.format(), file=sys.stderr)
         except Exception as exc:  # a bug in netspec: say which file met it and go on
-            if os.environ.get("NETSPEC_DEBUG"):
-                raise
-            crashed += 1
-            print(f"{path}: internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
-                  file=sys.stderr)
+            crashed += internal_error(exc, f"{path}: ")
     return 1 if crashed else 2 if failed else 0
 
 
@@ -370,11 +366,16 @@ def main(argv=None) -> int:
         _silence_stdout()
         return 0
     except Exception as exc:  # a bug in netspec, not in the spec
-        if os.environ.get("NETSPEC_DEBUG"):
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 1
+        return internal_error(exc)
+
+
+def internal_error(exc: Exception, where: str = "") -> int:
+    """Say a bug in netspec in one line (re-raised with NETSPEC_DEBUG set, for the traceback); exit code 1."""
+    if os.environ.get("NETSPEC_DEBUG"):
+        raise exc
+    print(f"{where}internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)",
+          file=sys.stderr)
+    return 1
 
 
 def _silence_stdout() -> None:

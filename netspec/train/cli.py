@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..cli import input_shape, whole_number
+from ..cli import input_shape, internal_error, whole_number
 
 # (flag, TrainConfig field) for every flag that overrides the spec's `train:` section
 OVERRIDES = [
@@ -301,7 +301,4 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        if os.environ.get("NETSPEC_DEBUG"):
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set NETSPEC_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+        return internal_error(exc)
