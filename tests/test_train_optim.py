@@ -6,6 +6,9 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
 from torch import nn
 
 from netspec.train.config import TrainConfig
@@ -51,6 +54,33 @@ def test_optimizers():
     assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["weight_decay"] == 1e-3
     adamw = build_optimizer(net, TrainConfig(optimizer={"adamw": {"betas": [0.8, 0.9]}}))
     assert isinstance(adamw, torch.optim.AdamW) and adamw.defaults["betas"] == (0.8, 0.9)
+    adam = build_optimizer(net, TrainConfig(optimizer={"adam": {"lr": 0.01, "weight_decay": 1e-4}}))
+    assert type(adam) is torch.optim.Adam and adam.defaults["weight_decay"] == 1e-4 and adam.defaults["lr"] == 0.01
+    assert TrainConfig(optimizer="adam").optimizer.settings.weight_decay == 0  # torch.optim.Adam's default
+
+
+_SETTING = st.one_of(st.floats(-2, 2), st.floats(allow_nan=True, allow_infinity=True), st.booleans())
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.sampled_from(["sgd", "adam", "adamw"]),
+       values=st.dictionaries(st.sampled_from(["lr", "momentum", "weight_decay", "nesterov", "beta1", "beta2"]),
+                              _SETTING, max_size=4))
+def test_every_optimizer_setting_the_config_accepts_torch_accepts(name, values):
+    """What the `train:` section lets through must not fail when training starts (betas of 1.5 once did)."""
+    if name != "sgd":
+        values = {k: v for k, v in values.items() if k not in ("momentum", "nesterov")}
+        if "beta1" in values or "beta2" in values:
+            values["betas"] = [values.pop("beta1", 0.9), values.pop("beta2", 0.999)]
+    values = {k: v for k, v in values.items() if not k.startswith("beta") or k == "betas"}
+    try:
+        config = TrainConfig(optimizer={name: values})
+    except ValidationError:
+        return
+    net = nn.Linear(3, 2)
+    optimizer = build_optimizer(net, config)
+    net(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
 
 
 def test_xavier_is_the_books_uniform_init_of_conv_and_linear_weights():

@@ -64,7 +64,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     _data_args(p)
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="learning rate of the chosen optimizer")
-    p.add_argument("--optimizer", choices=["sgd", "adamw"])
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
     p.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"])
     p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,

@@ -20,7 +20,7 @@ momentum, constant learning rate, Xavier-uniform init, cross-entropy).
 from __future__ import annotations
 
 import re
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
@@ -93,18 +93,28 @@ class SGD(_Strict):
         return self
 
 
-class AdamW(_Strict):
-    """AdamW with decoupled weight decay (PyTorch's defaults except lr)."""
+Beta = Annotated[float, Field(ge=0, lt=1)]  # torch.optim refuses others when the run starts
+
+
+class Adam(_Strict):
+    """Adam, its weight decay added to the gradient (L2), as torch.optim.Adam (PyTorch's defaults except lr)."""
 
     lr: float = Field(1e-3, gt=0, le=MAX_LR)
+    weight_decay: float = Field(0.0, ge=0)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
+
+
+class AdamW(Adam):
+    """AdamW with decoupled weight decay (PyTorch's defaults except lr)."""
+
     weight_decay: float = Field(0.01, ge=0)
-    betas: tuple[float, float] = (0.9, 0.999)
 
 
 class Optimizer(_OneOf):
-    """Exactly one of `sgd` or `adamw`."""
+    """Exactly one of `sgd`, `adam` or `adamw`."""
 
     sgd: Optional[SGD] = None
+    adam: Optional[Adam] = None
     adamw: Optional[AdamW] = None
 
 

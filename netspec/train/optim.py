@@ -31,12 +31,13 @@ def init_weights(net: nn.Module, kind: str) -> None:
 
 
 def build_optimizer(net: nn.Module, config) -> torch.optim.Optimizer:
-    """SGD (momentum, weight decay, nesterov) or AdamW, as the config says."""
+    """SGD (momentum, weight decay, nesterov), Adam or AdamW, as the config says."""
     opt = config.optimizer.settings
     if config.optimizer.name == "sgd":
         return torch.optim.SGD(net.parameters(), lr=opt.lr, momentum=opt.momentum,
                                weight_decay=opt.weight_decay, nesterov=opt.nesterov)
-    return torch.optim.AdamW(net.parameters(), lr=opt.lr, weight_decay=opt.weight_decay,
+    adam = torch.optim.Adam if config.optimizer.name == "adam" else torch.optim.AdamW
+    return adam(net.parameters(), lr=opt.lr, weight_decay=opt.weight_decay,
                              betas=tuple(opt.betas))
 
 
