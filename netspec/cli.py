@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 
 from .errors import SpecError
@@ -23,7 +24,13 @@ def _budget(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of parameters, got '{text}'") from None
+        try:  # 1e12 and 2.5e9 are whole numbers too
+            number = float(text)
+            value = int(number) if number.is_integer() else None
+        except (ValueError, OverflowError):
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"expected a whole number of parameters, got '{text}'") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"the budget must be at least 1, got {value}")
     return value
@@ -365,8 +372,21 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # `netspec compile ... | head`: the reader has all it wanted
         _silence_stdout()
         return 0
-    except Exception as exc:  # a bug in netspec, not in the spec
+    except Exception as exc:
+        return unexpected(exc)
+
+
+def unexpected(exc: Exception) -> int:
+    """An exception no command expected: an allocation PyTorch could not make (too big a network, input,
+    batch or resize: the user's to change) is one line and exit code 2; anything else is a bug in netspec."""
+    text = str(exc).strip()
+    if not (isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
         return internal_error(exc)
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    detail = re.sub(r"^\[enforce fail at [^]]*\] (err == 0\. )?", "", detail)
+    print(f"error: out of memory: {detail[:200]}; a smaller network, --input, --batch-size or --resize needs less",
+          file=sys.stderr)
+    return 2
 
 
 def internal_error(exc: Exception, where: str = "") -> int:

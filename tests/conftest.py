@@ -23,6 +23,15 @@ settings.register_profile("thorough", max_examples=2000, deadline=None,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+def overcommits_always() -> bool:
+    """vm.overcommit_memory=1: an allocation of terabytes may succeed, and the kernel kill the process when
+    it touches the pages; tests that ask for one to fail skip there."""
+    try:
+        return Path("/proc/sys/vm/overcommit_memory").read_text().strip() == "1"
+    except OSError:
+        return False
+
+
 def data_dir() -> Path | None:
     """Real Fashion-MNIST: $NETSPEC_DATA, else ../shared/data beside the repository."""
     for candidate in (os.environ.get("NETSPEC_DATA"), REPO.parent / "shared" / "data"):

@@ -17,7 +17,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, overcommits_always
 
 import netspec
 from netspec import elaborate
@@ -187,6 +187,19 @@ def test_max_params_raises_the_default(tmp_path, capsys):
     assert main(["check", str(path)]) == 2
     assert "more than 10,000,000,000 parameters" in capsys.readouterr().err
     assert main(["check", str(path), "--max-params", "30000000000"]) == 0
+    assert main(["check", str(path), "--max-params", "3e10"]) == 0  # an exponent is a whole number too
+
+
+@pytest.mark.skipif(overcommits_always(), reason="vm.overcommit_memory=1: a terabyte allocation may succeed "
+                    "and the kernel kill the process when it is touched")
+def test_a_network_the_machine_cannot_hold_is_one_line_rc_2(tmp_path, capsys):
+    """Under a raised budget, 1.6 * 10^11 weights (640 GB) pass the static check; building them fails
+    in PyTorch's allocator: a sentence saying so, not an internal error."""
+    path = tmp_path / "huge.yaml"
+    path.write_text("netspec: 1\nname: t\ninput: [400000]\nnetwork:\n  - linear: 400000\n")
+    assert main(["compile", str(path), "--max-params", "1e12"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: out of memory: ") and "a smaller network" in err and err.count("\n") == 1
 
 
 # -- nothing in a spec runs code ----------------------------------------------------
@@ -346,7 +359,7 @@ def test_no_environment_variable_or_file_is_read_by_an_expression(tmp_path):
     assert "HOME" in os.environ
 
 
-@pytest.mark.parametrize("budget", ["0", "-5", "abc", "1e9"])
+@pytest.mark.parametrize("budget", ["0", "-5", "abc", "2.5", "inf", "nan", "1e-3"])
 def test_max_params_must_be_a_positive_whole_number(tmp_path, capsys, budget):
     path = tmp_path / "small.yaml"
     path.write_text(SMALL)

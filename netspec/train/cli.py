@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
-from ..cli import input_shape, internal_error, whole_number
+from ..cli import input_shape, unexpected, whole_number
 
 # (flag, TrainConfig field) for every flag that overrides the spec's `train:` section
 OVERRIDES = [
@@ -121,17 +120,6 @@ def _fail(message: str, code: int = 2) -> int:
     return code
 
 
-def _out_of_memory(exc: Exception) -> str:
-    """One line for an allocation PyTorch could not make: too big a batch, resize or network, which the
-    user can change (exit code 2). Anything else is raised again."""
-    text = str(exc).strip()
-    if not (isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
-        raise exc
-    detail = text.splitlines()[0] if text else type(exc).__name__
-    detail = re.sub(r"^\[enforce fail at [^]]*\] (err == 0\. )?", "", detail)
-    return f"out of memory: {detail[:200]}; a smaller --batch-size or --resize (or network) needs less"
-
-
 def run_train(args) -> int:
     """Validate flags, spec and config, then train; the exit code."""
     swallowed = getattr(args, "compile_spec", None)  # `--compile SPEC`: see _Compile
@@ -150,8 +138,6 @@ def run_train(args) -> int:
                              overwrite=args.overwrite, quiet=args.quiet)
         run_training(config, source, options)
         return 0
-    except (MemoryError, RuntimeError) as e:
-        return _fail(_out_of_memory(e))
     except errors as e:
         from .loop import Interrupted
         if os.environ.get("RANK", "0") == "0":  # under torchrun, say it once
@@ -292,8 +278,6 @@ def run_eval(args) -> int:
                      "batch_size": args.batch_size, "device": args.device, "limit_test": args.limit_test}
         print_evaluation(evaluate_checkpoint(args.checkpoint, overrides, use_ema=args.ema))
         return 0
-    except (MemoryError, RuntimeError) as e:
-        return _fail(_out_of_memory(e))
     except errors as e:
         return _fail(str(e), getattr(e, "exit_code", 2))
 
@@ -317,4 +301,4 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        return internal_error(exc)
+        return unexpected(exc)
