@@ -158,8 +158,9 @@ def load_weights(module, path, ema: bool = False) -> str:
     """
     import torch
 
-    from .train.checkpoint import unreadable_reason
+    from .train.checkpoint import in_run, unreadable_reason
 
+    path = in_run(path, "best.pt")
     if not Path(path).is_file():
         raise ExportError(f"no weights file at {path}" + (" (a folder)" if Path(path).is_dir() else ""))
     try:

@@ -105,6 +105,22 @@ def test_only_allocation_failures_count_as_out_of_memory(capsys):
     assert capsys.readouterr().err.startswith("internal error: RuntimeError: mat1 and mat2")
 
 
+def test_a_run_folder_stands_for_its_best_pt_to_eval_and_export_and_its_last_pt_to_resume(spec, capsys, tmp_path):
+    assert main(["train", str(spec), "--quiet", "--out", "run"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "run/best.pt"]) == 0
+    by_file = capsys.readouterr().out
+    assert main(["eval", "run"]) == 0
+    assert capsys.readouterr().out == by_file and "after epoch 1" in by_file
+    assert main(["export", str(spec), "--weights", "run", "--no-check", "-o", "net.onnx"]) == 0
+    assert "netspec checkpoint (epoch 1)" in capsys.readouterr().err
+    assert main(["train", "--resume", "run", "--epochs", "2", "--quiet"]) == 0
+    assert checkpoint.load("run/last.pt")["epoch"] == 2
+    Path("empty").mkdir()
+    assert main(["eval", "empty"]) == 2
+    assert capsys.readouterr().err == "error: no checkpoint at empty (a folder)\n"
+
+
 def test_a_run_that_fails_before_its_first_save_leaves_no_folder(spec, capsys, monkeypatch):
     """A run folder is made at the first write: a diverged (or failed) run leaves no lone config.json."""
     from netspec.train import loop

@@ -70,6 +70,13 @@ def save(payload: dict, path: Path) -> None:
         raise
 
 
+def in_run(path: str | Path, name: str) -> Path:
+    """`path`, or where it is a run folder holding `name` (best.pt to evaluate or export, last.pt to resume),
+    that file: `netspec eval runs/x` means its best weights."""
+    path = Path(path)
+    return path / name if path.is_dir() and (path / name).is_file() else path
+
+
 def load(path: str | Path, needed=NEEDED) -> dict:
     """Read a checkpoint safely (`weights_only=True`: no pickled code runs); one-line errors."""
     path = Path(path)

@@ -94,7 +94,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                                  "run folder if it is one, else a new one)")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     p.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue a run exactly where it stopped (flags override its settings; "
+                   help="continue a run exactly where it stopped, from its last.pt or its run folder (flags "
+                        "override its settings; "
                         "0 turns off a count it set, --no-X a switch)")
     p.add_argument("--force", action="store_true", help="resume even if the spec has changed")
     p.add_argument("--quiet", action="store_true", help="print only the last line")
@@ -102,7 +103,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a last.pt or best.pt")
+    p.add_argument("checkpoint", help="a last.pt or best.pt, or a run folder (its best.pt)")
     _data_args(p)
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
 
@@ -153,6 +154,8 @@ def resolve(args):
     from .config import ConfigError, TrainConfig, apply_overrides
     from .model import ModelSource, load_spec_text
 
+    if args.resume:
+        args.resume = str(checkpoint.in_run(args.resume, "last.pt"))
     ckpt = checkpoint.load(args.resume, checkpoint.NEEDED_TO_RESUME) if args.resume else None
     if args.spec:
         import netspec
@@ -276,7 +279,8 @@ def run_eval(args) -> int:
         from .evaluate import evaluate_checkpoint, print_evaluation
         overrides = {"data": args.data, "data_dir": args.data_dir, "download": args.download,
                      "batch_size": args.batch_size, "device": args.device, "limit_test": args.limit_test}
-        print_evaluation(evaluate_checkpoint(args.checkpoint, overrides, use_ema=args.ema))
+        from .checkpoint import in_run
+        print_evaluation(evaluate_checkpoint(in_run(args.checkpoint, "best.pt"), overrides, use_ema=args.ema))
         return 0
     except errors as e:
         return _fail(str(e), getattr(e, "exit_code", 2))
