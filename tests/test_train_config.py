@@ -53,6 +53,8 @@ def test_from_section_raises_pydantic_error_with_a_locatable_path():
     ({"device": "gpu"}, "train.device: unknown device 'gpu'"),
     ({"batch_size": "many"}, "train.batch_size: Input should be a valid integer"),
     ({"threads": 0}, "train.threads: Input should be greater than or equal to 1 (got 0)"),
+    ({"threads": 100_000}, "train.threads: Input should be less than or equal to 1024 (got 100000)"),
+    ({"workers": 100_000}, "train.workers: Input should be less than or equal to 1024 (got 100000)"),
     ({"optimizer": {"adamw": {"betas": [1.5, 0.9]}}}, "train.optimizer.adamw.betas.0: Input should be less than 1"),
     ({"optimizer": {"adam": {"betas": [0.9, -0.1]}}},
      "train.optimizer.adam.betas.1: Input should be greater than or equal to 0"),

@@ -40,6 +40,7 @@ class _Strict(BaseModel):
 
 
 MAX_LR = 1000.0  # far above any useful rate; AdamW's float32 step overflows near 1e37
+MAX_THREADS = 1024  # OpenMP crashed the process at 100,000 (a segfault) and failed at 16,384 on a 2-core machine
 MAX_SEED = 2**32 - 1  # as NumPy's; the shuffle's seed (seed * 1_000_003 + epoch) stays in 64 bits
 
 
@@ -224,7 +225,7 @@ class TrainConfig(_Strict):
     resize: Union[int, tuple[int, int], None] = None
     limit_train: Optional[int] = Field(None, gt=0)
     limit_test: Optional[int] = Field(None, gt=0)
-    workers: int = Field(4, ge=0)
+    workers: int = Field(4, ge=0, le=MAX_THREADS)  # processes: thousands would exhaust the process table
     augment: bool = False
 
     batch_size: int = Field(256, gt=0)
@@ -244,7 +245,7 @@ class TrainConfig(_Strict):
     channels_last: Optional[bool] = None
     compile: Union[bool, str] = False
     checkpoint_every: Optional[int] = Field(None, gt=0)
-    threads: Optional[int] = Field(None, ge=1)
+    threads: Optional[int] = Field(None, ge=1, le=MAX_THREADS)
     keep_memory: Optional[bool] = None
     gemm_weight_grads: Optional[bool] = None
 
