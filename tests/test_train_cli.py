@@ -121,6 +121,15 @@ def test_a_run_folder_stands_for_its_best_pt_to_eval_and_export_and_its_last_pt_
     assert capsys.readouterr().err == "error: no checkpoint at empty (a folder)\n"
 
 
+def test_a_network_that_does_not_fit_the_resized_images_says_the_size(spec, capsys):
+    """The error points into the spec, which names 28x28: it must say the size `resize` set."""
+    assert main(["train", str(spec), "--resize", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:8:23: error: maxpool: ") and "Traceback" not in err
+    assert "at the size 1x1 that resize gives the images (the spec's input is 28x28)" in err
+    assert not Path("runs").exists()
+
+
 def test_a_run_that_fails_before_its_first_save_leaves_no_folder(spec, capsys, monkeypatch):
     """A run folder is made at the first write: a diverged (or failed) run leaves no lone config.json."""
     from netspec.train import loop

@@ -176,7 +176,24 @@ def resolve(args):
         except ValidationError as e:
             raise located_error(e, getattr(spec, "file", None) or args.spec) from None
     config = apply_overrides(base, {field: getattr(args, field) for _, field in OVERRIDES})
+    _check_resized(spec, config.image_size)
     return config, source, ckpt
+
+
+def _check_resized(spec, size) -> None:
+    """The network at the size `resize` gives the images, checked before any data is read; its error says
+    that size, since the spec names another."""
+    import netspec
+    from netspec.errors import SpecError
+
+    if size is None or tuple(size) == tuple(spec.input[1:]):
+        return
+    try:
+        netspec.infer(spec, input=(spec.input[0], *size))
+    except SpecError as err:
+        d = err.diagnostic
+        raise SpecError(d.pos, f"{d.message}, at the size {size[0]}x{size[1]} that resize gives the images "
+                        f"(the spec's input is {'x'.join(map(str, spec.input[1:]))})", d.hint, d.chain) from None
 
 
 def launch(nproc: int, argv: list[str]) -> int:
