@@ -161,7 +161,7 @@ def test_limits_take_the_first_images():
     assert x.shape == (100, 3, 16, 16)
 
 
-def test_image_folder_streams_through_a_dataloader(tmp_path):
+def _two_class_folder(tmp_path):
     from PIL import Image
 
     for split in ("train", "test"):
@@ -170,6 +170,10 @@ def test_image_folder_streams_through_a_dataloader(tmp_path):
             folder.mkdir(parents=True)
             for i in range(5):
                 Image.new("RGB", (20 + i, 18), color).save(folder / f"{i}.png")
+
+
+def test_image_folder_streams_through_a_dataloader(tmp_path):
+    _two_class_folder(tmp_path)
     config = TrainConfig(data=f"imagefolder:{tmp_path}", workers=1)
     data = load_data(config, (3, 16, 16), CPU)
     assert data.classes == ["class0", "class1"] and len(data.train) == 10
@@ -182,6 +186,19 @@ def test_image_folder_streams_through_a_dataloader(tmp_path):
     # the same order as the in-memory path for the same seed and epoch
     order = torch.cat(batch_indices(10, 4, 0, 0))
     assert torch.equal(torch.cat([y for _, y in batches]), torch.tensor([data.train.dataset.targets[i] for i in order]))
+
+
+def test_image_folder_workers_stop_at_the_usable_cores_so_pytorch_never_warns(tmp_path):
+    import warnings
+
+    from netspec.train.data import usable_cores
+
+    _two_class_folder(tmp_path)
+    data = load_data(TrainConfig(data=f"imagefolder:{tmp_path}", workers=usable_cores() + 3), (3, 16, 16), CPU)
+    assert data.train.workers == data.test.workers == usable_cores()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "This DataLoader will create 5 worker processes ..." once came each epoch
+        assert sum(len(y) for _, y in data.train.train_batches(4, seed=0, epoch=0)) == 10
 
 
 def test_image_folder_without_splits_is_a_data_error(tmp_path):

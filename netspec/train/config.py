@@ -180,7 +180,7 @@ class TrainConfig(_Strict):
       resize: side (int) or [H, W] the images are resized to; None means the
         spec's input size (no resize when it equals the data's own size).
       limit_train, limit_test: use only the first N images (quick runs).
-      workers: DataLoader workers for image folders.
+      workers: DataLoader workers for image folders (at most one per usable core).
       augment: flip training images left to right (p = 1/2) and shift them by
         up to an eighth of a side, zero filled, on the device
         (netspec.train.augment); off by default, as in the book.

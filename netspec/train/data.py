@@ -377,5 +377,14 @@ def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
         raise DataError(f"image folder {root}: {e}") from None
     if train.classes != test.classes:
         raise DataError(f"image folder {root}: train/ and {test_dir.name}/ have different class folders")
+    workers = min(workers, usable_cores())  # more only wait for a core (PyTorch warns of it at every epoch)
     return Data(f"imagefolder:{root}", FolderSplit(train, device, workers), FolderSplit(test, device, workers),
                 list(train.classes), description=f"image folder {root}")
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or taskset narrows)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
