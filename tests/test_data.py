@@ -201,6 +201,23 @@ def test_image_folder_workers_stop_at_the_usable_cores_so_pytorch_never_warns(tm
         assert sum(len(y) for _, y in data.train.train_batches(4, seed=0, epoch=0)) == 10
 
 
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("content, why", [(b"not an image", ""), ("truncated", " (image file is truncated)")])
+def test_an_unreadable_image_is_a_one_line_data_error_naming_it(tmp_path, workers, content, why):
+    _two_class_folder(tmp_path)
+    bad = tmp_path / "train" / "class1" / "bad.png"
+    if content == "truncated":  # the first half of a PNG of noise, which does not compress away
+        from PIL import Image
+
+        Image.frombytes("RGB", (32, 32), bytes(range(256)) * 12).save(bad)
+        content = bad.read_bytes()[: bad.stat().st_size // 2]
+    bad.write_bytes(content)
+    data = load_data(TrainConfig(data=f"imagefolder:{tmp_path}", workers=workers), (3, 16, 16), CPU)
+    with pytest.raises(DataError) as info:
+        list(data.train.train_batches(4, seed=0, epoch=0))
+    assert str(info.value) == f"{bad} is not an image PIL can read{why}; remove it or replace it"
+
+
 def test_image_folder_without_splits_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="train/ and test/"):
         load_data(TrainConfig(data=f"imagefolder:{tmp_path}"), (3, 16, 16), CPU)

@@ -213,8 +213,13 @@ class FolderSplit:
                           pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(0))
 
     def _moved(self, loader):
-        for x, y in loader:
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        try:
+            for x, y in loader:
+                yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        except DataError as exc:  # from a worker: "Caught DataError in DataLoader worker process 0." + traceback
+            text = str(exc)
+            raise DataError(text.rstrip().splitlines()[-1].partition(": ")[2] if text.startswith("Caught ")
+                            else text) from None
 
     def train_batches(self, batch_size, seed, epoch, rank=0, world=1, start=0):
         yield from self._moved(self._loader(batch_indices(len(self), batch_size, seed, epoch, rank, world)[start:]))
@@ -348,6 +353,20 @@ def synthetic(channels: int, device) -> Data:
                 description="synthetic (generated patterns, not real images)")
 
 
+def _open_image(path: str):
+    """ImageFolder's loader, saying which file it could not read (a worker's error is otherwise a traceback)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as handle:
+            image = Image.open(handle)
+            image.load()
+            return image
+    except Exception as exc:
+        why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"  # which repeats the path
+        raise DataError(f"{path} is not an image PIL can read{why}; remove it or replace it") from None
+
+
 class _Convert:
     """PIL mode conversion; a class, not a lambda, so workers can pickle it."""
 
@@ -371,8 +390,8 @@ def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
     mode = "L" if channels == 1 else "RGB"
     transform = T.Compose([_Convert(mode), T.Resize(tuple(size)), T.ToTensor()])
     try:
-        train = tvd.ImageFolder(str(root / "train"), transform=transform)
-        test = tvd.ImageFolder(str(test_dir), transform=transform)
+        train = tvd.ImageFolder(str(root / "train"), transform=transform, loader=_open_image)
+        test = tvd.ImageFolder(str(test_dir), transform=transform, loader=_open_image)
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"image folder {root}: {e}") from None
     if train.classes != test.classes:
