@@ -111,6 +111,15 @@ def test_cli_export_and_atomic(tmp_path, capsys):
     assert not (tmp_path / "sub").exists() or not any((tmp_path / "sub").iterdir())
 
 
+def test_cli_static_batch_is_checked_at_batch_1(tmp_path, capsys):
+    """The file's batch is fixed at 1: the onnxruntime check once fed it 2, an internal error."""
+    out = tmp_path / "lenet.onnx"
+    assert main(["export", "specs/lenet_bn.yaml", "-o", str(out), "--static-batch"]) == 0
+    err = capsys.readouterr().err
+    assert "onnxruntime matches PyTorch" in err and "on a random batch of 1" in err
+    assert "input (1, 1, 28, 28) -> output (1, 10)" in err
+
+
 def test_cli_exports_trained_weights_and_checks_them(tmp_path, capsys):
     network = netspec.load("specs/lenet_bn.yaml")
     torch.manual_seed(1)
