@@ -130,6 +130,26 @@ def test_a_network_that_does_not_fit_the_resized_images_says_the_size(spec, caps
     assert not Path("runs").exists()
 
 
+def test_every_setting_of_the_train_section_has_a_flag():
+    """What a spec's `train:` can say, the command line can override (--grad-clip was once missing)."""
+    from netspec.train.cli import OVERRIDES
+    from netspec.train.config import TrainConfig
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    flags = {option for action in parser._actions for option in action.option_strings}
+    assert {field for _, field in OVERRIDES} | {"optimizer", "schedule"} >= set(TrainConfig.model_fields)
+    assert {flag for flag, _ in OVERRIDES} <= flags
+
+
+def test_grad_clip_and_amp_dtype_flags_reach_the_run(spec, capsys):
+    assert main(["train", str(spec), "--quiet", "--out", "run", "--grad-clip", "0.5", "--amp-dtype", "float16"]) == 0
+    config = json.loads(Path("run/config.json").read_text())["config"]
+    assert config["grad_clip"] == 0.5 and config["amp_dtype"] == "float16"
+    assert main(["train", "--resume", "run", "--quiet", "--epochs", "2", "--grad-clip", "0"]) == 0
+    assert checkpoint.load("run/last.pt")["config"]["grad_clip"] is None
+
+
 def test_a_run_that_fails_before_its_first_save_leaves_no_folder(spec, capsys, monkeypatch):
     """A run folder is made at the first write: a diverged (or failed) run leaves no lone config.json."""
     from netspec.train import loop

@@ -24,7 +24,8 @@ OVERRIDES = [
     ("--limit-train", "limit_train"), ("--limit-test", "limit_test"), ("--checkpoint-every", "checkpoint_every"),
     ("--ema", "ema"), ("--label-smoothing", "label_smoothing"), ("--init", "init"), ("--workers", "workers"),
     ("--threads", "threads"), ("--keep-memory", "keep_memory"),
-    ("--gemm-weight-grads", "gemm_weight_grads"), ("--augment", "augment"),
+    ("--gemm-weight-grads", "gemm_weight_grads"), ("--augment", "augment"), ("--grad-clip", "grad_clip"),
+    ("--amp-dtype", "amp_dtype"),
 ]
 
 
@@ -70,6 +71,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random flips and shifts (up to 1/8 of a side) of training images (default: off)")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    p.add_argument("--amp-dtype", choices=["bfloat16", "float16"],
+                   help="autocast's type: float16 (with a gradient scaler) for GPUs without bf16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
                    help="NHWC memory (default: on for CUDA; on CPU for networks with a conv of 32+ channels; off for MPS)")
     p.add_argument("--compile", nargs="?", action=_Compile, metavar="BACKEND",
@@ -77,8 +80,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-compile", dest="compile", action="store_const", const=False, help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int)
     p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradients' norm to NORM (0: no clipping)")
     p.add_argument("--init", choices=["xavier", "kaiming", "default"])
-    p.add_argument("--workers", type=int, help="DataLoader workers for image folders")
+    p.add_argument("--workers", type=int, help="DataLoader workers for image folders (at most one per core)")
     p.add_argument("--threads", type=int, metavar="N",
                    help="PyTorch CPU threads (default: one per core; fewer on a busy machine)")
     p.add_argument("--keep-memory", action=argparse.BooleanOptionalAction,

@@ -348,7 +348,7 @@ def load_config(section: dict | None) -> TrainConfig:
 
 
 # Optional counts a flag can switch off again with 0 (a spec or checkpoint may have set them)
-NONE_AT_ZERO = ("ema", "max_steps", "checkpoint_every", "limit_train", "limit_test")
+NONE_AT_ZERO = ("ema", "max_steps", "checkpoint_every", "limit_train", "limit_test", "grad_clip")
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
