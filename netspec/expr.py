@@ -51,10 +51,12 @@ class InShape:
             return shape[0]
         if name == "features":
             return shape[-1]
-        if name in ("height", "length") and len(shape) >= 2:
+        if name == "length" and len(shape) >= 2:
             return shape[1]
-        if name == "width" and len(shape) >= 3:
-            return shape[2]
+        if name == "height" and len(shape) >= 2:  # H of (C, H, W) and of a volume's (C, D, H, W)
+            return shape[-2] if len(shape) >= 3 else shape[1]
+        if name == "width" and len(shape) >= 3:  # W, the last
+            return shape[-1]
         raise ExprError(f"in.{name} is not defined for an input of shape {fmt_shape(shape)}")
 
 

@@ -17,6 +17,13 @@ def test_evaluates(source, expected):
     assert evaluate(source, {"out": 64, "stride": 1}, (32, 28, 28)) == expected
 
 
+@pytest.mark.parametrize("shape", [(3, 5, 7), (3, 2, 5, 7)])
+def test_height_and_width_are_the_last_two_dimensions(shape):
+    """An image is (C, H, W) and a volume (C, D, H, W), as Conv3d reads it: in a volume too, in.height is H
+    and in.width is W (not D and H)."""
+    assert evaluate("[in.height, in.width]", {}, shape) == [5, 7]
+
+
 @pytest.mark.parametrize("source,fragment", [
     ("__import__('os').system('echo hi')", "not allowed"),
     ("().__class__.__bases__", "not allowed"),
