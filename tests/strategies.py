@@ -4,7 +4,7 @@ A generated `Case` is what a user would write: a dict that `yaml.safe_dump`
 turns into a spec file, over every op and every built-in template, with
 groups, inline `layers`, `parallel` + `merge`, `id`/`from` joins, `repeat`,
 `if`, `doc`, and `$name` / `${...}` expressions (top-level params and
-`in.channels`).
+`in.channels`, `in.height`, ... of the layer's input).
 
 Each case has two views of one document:
 
@@ -157,12 +157,13 @@ class Gen:
 
     # -- expressions ------------------------------------------------------------
     def num(self, value, shape=None):
-        """`value`, or sometimes an expression for it: a param, arithmetic, in.channels."""
+        """`value`, or sometimes an expression for it: a param, arithmetic, a field of `in` (the input `shape`)."""
         if isinstance(value, bool) or not isinstance(value, int) or not self.chance(20):
             return value
         form = self.int(0, 5)
-        if form == 5 and shape and value == shape[0]:
-            return Expr("${in.channels}", value)
+        reads = [name for name, size in in_fields(shape).items() if size == value] if shape else []
+        if form == 5 and reads:
+            return Expr(f"${{in.{self.pick(reads)}}}", value)
         if form == 5 and shape and value == 2 * shape[0]:
             return Expr("${in.channels * 2}", value)
         if form >= 4:
@@ -391,7 +392,7 @@ class Gen:
         dim = self.pick([d for d in range(-rank + 1, rank) if d != 0])  # dim 0 / -rank, the batch, is refused
         if self.take_risk():  # by design (PyTorch runs it), so never drawn
             dim = self.pick([rank, rank + 1, -rank - 1])
-        return self.pick([{kind: dim}, {kind: {"dim": self.num(dim)}}]), shape
+        return self.pick([{kind: dim}, {kind: {"dim": self.num(dim, shape)}}]), shape
 
     def op_batchnorm(self, kind, shape, preserve, keep):
         if self.chance(30):
@@ -401,13 +402,13 @@ class Gen:
         return self.pick([kind, {kind: None}, {kind: {}}]), shape
 
     def op_layernorm(self, kind, shape, preserve, keep):
-        return {kind: {"dims": self.num(self.int(1, len(shape))), "affine": self.bool()}}, shape
+        return {kind: {"dims": self.num(self.int(1, len(shape)), shape), "affine": self.bool()}}, shape
 
     def op_linear(self, kind, shape, preserve, keep):
         out = shape[-1] if keep else self.channels()
         if self.bool():
-            return {kind: self.num(out)}, (*shape[:-1], out)
-        return {kind: {"out": self.num(out), "bias": self.bool()}}, (*shape[:-1], out)
+            return {kind: self.num(out, shape)}, (*shape[:-1], out)
+        return {kind: {"out": self.num(out, shape), "bias": self.bool()}}, (*shape[:-1], out)
 
     def op_flatten(self, kind, shape, preserve, keep):
         rank = len(shape) + 1
@@ -427,9 +428,9 @@ class Gen:
         n = len(shape) - 1
         if self.bool():
             size = self.int(1, 4)
-            return self.pick([{kind: self.num(size)}, {kind: {"size": size}}]), (shape[0], *[size] * n)
-        sizes = [self.int(1, 4) for _ in range(n)]
-        return {kind: {"size": [self.num(s) for s in sizes]}}, (shape[0], *sizes)
+            return self.pick([{kind: self.num(size, shape)}, {kind: {"size": size}}]), (shape[0], *[size] * n)
+        sizes = [self.int(1, 4) if self.chance(75) else size for size in shape[1:]]  # or the input's own size
+        return {kind: {"size": [self.num(s, shape) for s in sizes]}}, (shape[0], *sizes)
 
     op_adaptive_maxpool = op_adaptive_avgpool
 
@@ -472,8 +473,8 @@ class Gen:
                 kernel.append(self.int(1, 7) if risky else self.int(1, max(1, largest)))
             if risky and self.chance(20):
                 kernel.append(kernel[0])  # one value too many
-            p["kernel"] = (self.num(kernel[0]) if len(set(kernel)) == 1 and len(kernel) == n and self.bool()
-                           else [self.num(k) for k in kernel])
+            p["kernel"] = (self.num(kernel[0], shape) if len(set(kernel)) == 1 and len(kernel) == n and self.bool()
+                           else [self.num(k, shape) for k in kernel])
             if any(s != 1 for s in stride):
                 p["stride"] = stride[0] if len(set(stride)) == 1 else stride
             if any(d != 1 for d in dilation):
@@ -485,7 +486,7 @@ class Gen:
             else:
                 out_sizes = [conv_out(*args) for args in zip(sizes, kernel, stride, pads, dilation)]
         if groups != 1:
-            p["groups"] = self.num(groups)
+            p["groups"] = self.num(groups, shape)
         if self.chance(30):
             p["bias"] = self.bool()
         return {kind: p}, (out, *out_sizes)
@@ -506,15 +507,21 @@ class Gen:
         kernel = ks[0] if len(set(ks)) == 1 and self.bool() else ks
         stride = self.pick([None, 1, 2, 3])
         strides = [stride] * n if stride is not None else ks
+        if stride is not None and n > 1 and self.chance(20):  # one per dimension
+            stride = strides = [self.int(1, 3) for _ in range(n)]
         pad = self.int(0, 3) if risky == "padding" else self.int(0, min(k // 2 for k in ks))
+        pads = [pad] * n
+        if n > 1 and self.chance(20):  # one per dimension
+            pad = pads = [self.int(0, 3) if risky == "padding" else self.int(0, k // 2) for k in ks]
         d = self.int(1, 2) if kind == "maxpool" and self.chance(25) else 1
         ceil = self.bool()
-        out = [pool_out(*args, pad, d, ceil) for args in zip(sizes, ks, strides)]
+        out = [pool_out(*args, d, ceil) for args in zip(sizes, ks, strides, pads)]
         too_small = any(o < 1 for o in out) or (  # AvgPool3d also wants the unpadded input >= kernel
             kind == "avgpool" and n == 3 and any(size < k for size, k in zip(sizes, ks)))
         if not risky and too_small:  # a 1-wide window always fits
             return {kind: 1}, shape
-        p: dict = {"kernel": self.num(kernel) if isinstance(kernel, int) else kernel}
+        p: dict = {"kernel": self.num(kernel, shape) if isinstance(kernel, int) else
+                   [self.num(k, shape) for k in kernel]}
         if stride is not None:
             p["stride"] = stride
         if pad:
@@ -602,10 +609,22 @@ class Gen:
             if channels >= 2 and self.bool():  # (out 0 would be refused by design, not by PyTorch)
                 args, out = {}, channels // 2
             result = (out, *[s // 2 for s in sizes])
-        args = {k: [self.num(x) for x in v] if isinstance(v, list) else self.num(v, shape)
+        args = {k: [self.num(x, shape) for x in v] if isinstance(v, list) else self.num(v, shape)
                 for k, v in args.items()}
         item = {kind: args} if args else self.pick([kind, {kind: None}, {kind: {}}])
         return item, result
+
+
+def in_fields(shape) -> dict:
+    """The whole-number fields of `in` for an input `shape` (no batch), where the language defines them:
+    `in.length` of a sequence (C, L), `in.height` and `in.width` of an image (C, H, W) or a volume
+    (C, D, H, W)."""
+    fields = {"channels": shape[0], "features": shape[-1], "rank": len(shape)}
+    if len(shape) == 2:
+        fields["length"] = shape[1]
+    if len(shape) >= 3:
+        fields["height"], fields["width"] = shape[-2], shape[-1]
+    return fields
 
 
 def with_meta(item, **meta):
