@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from .errors import SpecError
+from .errors import Pos, SpecError
 from .files import OutputError
 
 
@@ -180,7 +180,7 @@ def _dims(dims) -> str:
 def cmd_check(args) -> int:
     """Every file gets its verdict: one bad file, or a bug met in one, does not hide the rest."""
     failed = crashed = 0
-    for path in args.specs:
+    for path in _spec_files(args.specs):
         try:
             _check_one(args, path)
         except SpecError as err:
@@ -191,7 +191,36 @@ def cmd_check(args) -> int:
     return 1 if crashed else 2 if failed else 0
 
 
+def _spec_files(paths) -> list[str]:
+    """The paths, each folder standing for the .yaml and .yml files under it (sorted, hidden ones left out;
+    a folder with none stays, to be reported)."""
+    from pathlib import Path
+
+    files = []
+    for path in paths:
+        found = []
+        if Path(path).is_dir():
+            found = sorted(str(f) for f in Path(path).rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+        files.extend(found or [path])
+    return files
+
+
 def _check_one(args, path) -> None:
+    from pathlib import Path
+
+    from .load import Map, load_file
+
+    if Path(path).is_dir():
+        raise SpecError(Pos(str(path), 1, 1), "a folder with no .yaml or .yml files in it")
+    doc, _ = load_file(path)
+    if isinstance(doc, Map) and "blocks" in doc and "network" not in doc and "name" not in doc:
+        from .templates import load_template_file
+
+        names = list(load_template_file(Path(path)))
+        if not args.quiet:  # a template's layers depend on its arguments: checked where a spec uses it
+            print(f"{path}: ok, template file: {', '.join(names) or 'no templates'}")
+        return
     network = _load(args, path)
     if not args.quiet:
         print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
@@ -291,7 +320,7 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("check", help="validate specs fast (no torch); one line per error")
-    p.add_argument("specs", nargs="+")
+    p.add_argument("specs", nargs="+", help="spec files, template files (`use:`), or folders of them")
     _spec_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--input-range", action="store_true",

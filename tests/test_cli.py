@@ -148,3 +148,33 @@ def test_dev_stdout_redirected_to_a_file_is_written_at_its_place_not_replaced(tm
     assert result.returncode == 0, result.stderr
     text = log.read_text()
     assert text.startswith("before\n{") and text.endswith("}\nafter\n")
+
+
+LIBRARY = "netspec: 1\nblocks:\n  double_conv:\n    params: {out: int}\n    graph:\n      - conv: {out: $out, kernel: 3}\n"
+
+
+def test_check_takes_folders_and_template_files(tmp_path, capsys):
+    """`netspec check specs/` checks every YAML file under it; a `use:` file of templates is checked as one
+    (it was 'missing required key name'), and a hidden folder is left out."""
+    (tmp_path / "lib.yaml").write_text(LIBRARY)
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "net.yml").write_text(
+        "netspec: 1\nname: n\ninput: [1, 8, 8]\nuse: [../lib.yaml]\nnetwork:\n  - double_conv: {out: 4}\n")
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "broken.yaml").write_text("not: [a spec")
+    (tmp_path / "notes.txt").write_text("not yaml")
+    assert main(["check", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"{tmp_path / 'lib.yaml'}: ok, template file: double_conv",
+        f"{tmp_path / 'sub' / 'net.yml'}: ok, 40 parameters, output (N, 4, 6, 6)"]
+
+
+def test_check_locates_an_error_in_a_template_file_and_refuses_an_empty_folder(tmp_path, capsys):
+    bad = tmp_path / "lib.yaml"
+    bad.write_text(LIBRARY.replace("graph:", "grph:"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["check", str(bad), str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{bad}:5:5: error: unknown key 'grph'")
+    assert f"{empty}:1:1: error: a folder with no .yaml or .yml files in it\n" in err
