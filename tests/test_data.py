@@ -218,6 +218,19 @@ def test_an_unreadable_image_is_a_one_line_data_error_naming_it(tmp_path, worker
     assert str(info.value) == f"{bad} is not an image PIL can read{why}; remove it or replace it"
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4, 5])
+def test_image_folder_gives_the_channels_the_network_takes(tmp_path, channels):
+    """RGB files for a network of 4 channels once reached the first conv as 3: an internal error."""
+    _two_class_folder(tmp_path)
+    config = TrainConfig(data=f"imagefolder:{tmp_path}", workers=0)
+    if channels > 4:
+        with pytest.raises(DataError, match="1 to 4 channels .* the network takes 5"):
+            load_data(config, (channels, 16, 16), CPU)
+        return
+    x, _ = next(load_data(config, (channels, 16, 16), CPU).train.train_batches(4, seed=0, epoch=0))
+    assert x.shape == (4, channels, 16, 16)
+
+
 def test_image_folder_without_splits_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="train/ and test/"):
         load_data(TrainConfig(data=f"imagefolder:{tmp_path}"), (3, 16, 16), CPU)

@@ -387,7 +387,10 @@ def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
     if not (root / "train").is_dir() or test_dir is None:
         raise DataError(f"image folder {root} needs train/ and test/ (or val/) folders, "
                         f"each with one folder of images per class")
-    mode = "L" if channels == 1 else "RGB"
+    mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}.get(channels)  # gray, gray + alpha, colour, colour + alpha
+    if mode is None:
+        raise DataError(f"an image folder gives 1 to 4 channels (gray, gray + alpha, RGB, RGBA); "
+                        f"the network takes {channels}")
     transform = T.Compose([_Convert(mode), T.Resize(tuple(size)), T.ToTensor()])
     try:
         train = tvd.ImageFolder(str(root / "train"), transform=transform, loader=_open_image)
