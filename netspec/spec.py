@@ -13,11 +13,11 @@ import types
 import typing
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import Pos, SpecError, did_you_mean
 from .load import Map, locate
-from .ops.base import whole
+from .ops.base import PositiveInt, whole
 
 IDENT = r"^[A-Za-z][A-Za-z0-9_]*$"
 Scalar = int | float | bool | str

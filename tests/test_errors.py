@@ -29,7 +29,7 @@ CASES = [
     (HEAD + "network:\n  - conv: {out: \"${4 // 0}\", kernel: 1}\n", 5, 17, "division by zero", None),
     (HEAD + "params: {w: 4}\nnetwork:\n  - conv: {out: $W, kernel: 1}\n", 6, 17, "unknown name 'W'", "did you mean 'w'"),
     (HEAD + "network:\n  - {relu, repeat: 1000000}\n", 5, 20, "more than the limit", None),
-    (HEAD + "network:\n  - linear: 1000000000000\n", 5, 5, "more than 10,000,000,000 parameters", "--max-params"),
+    (HEAD + "network:\n  - linear: 2000000000\n", 5, 5, "more than 10,000,000,000 parameters", "--max-params"),
     (HEAD + "blocks:\n  loop: {graph: [loop]}\nnetwork:\n  - loop\n", 5, 18, "template 'loop' is recursive", None),
     (HEAD + "network:\n  - residual: {out: 4, strid: 2}\n", 5, 24, "template 'residual' has no parameter 'strid'", "did you mean 'stride'"),
     (HEAD + "network:\n  - residual: {stride: 2}\n", 5, 15, "template 'residual' needs parameter 'out'", None),

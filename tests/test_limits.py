@@ -75,7 +75,7 @@ LIMITS = {
     "10^12 parameters in convs": (
         "netspec: 1\nname: t\ninput: [100000, 4, 4]\nnetwork:\n  - {conv: {out: 100000, kernel: 1}, repeat: 100}\n",
         "more than 10,000,000,000 parameters", 5, 6),
-    "huge input": ("netspec: 1\nname: t\ninput: [3, 1000000000000, 1000000000000]\nnetwork:\n  - conv: {out: 4, kernel: 3}\n"
+    "huge input": ("netspec: 1\nname: t\ninput: [3, 2000000000, 2000000000]\nnetwork:\n  - conv: {out: 4, kernel: 3}\n"
                    "  - flatten\n  - linear: 10\n", "more than 10,000,000,000 parameters", 7, 5),
     "document of 300,000 nodes": (HEAD + "x: [" + "1," * 300_000 + "1]\nnetwork: [relu]\n",
                                   "document too large", 4, 399985),

@@ -180,3 +180,22 @@ def test_every_op_builds_with_matching_parameter_count(op):
     count = sum(t.numel() for t in built.parameters()) if hasattr(built, "parameters") else 0
     assert count == cls().count_params(p, shapes)
     assert static_shape(op, params, shapes) == torch_shape(op, params, shapes)
+
+
+@pytest.mark.parametrize("op, params", [
+    ("maxpool", {"kernel": 1, "stride": "N"}), ("avgpool", {"kernel": 1, "stride": "N"}),
+    ("maxpool", {"kernel": 1, "padding": 0, "dilation": "N"}),
+])
+def test_a_pool_setting_of_2_to_the_31_is_refused_as_pytorch_refuses_it(op, params):
+    """2**31 once passed netspec and failed in the forward pass ('cannot be converted to type int')."""
+    for value, runs in ((ops.base.MAX_INT, True), (ops.base.MAX_INT + 1, False)):
+        p = {k: value if v == "N" else v for k, v in params.items()}
+        agree(op, p, [(3, 8, 8)])
+        assert isinstance(static_shape(op, p, [(3, 8, 8)]), Exception) is not runs
+
+
+def test_every_size_is_at_most_max_int_a_deliberate_limit_for_convs():
+    """Convs hold their settings in 64 bits; netspec refuses 2**31 for them too, as no layer comes near."""
+    assert isinstance(static_shape("conv", {"out": 2, "kernel": 1, "stride": 2**31}, [(3, 8, 8)]), ValidationError)
+    assert isinstance(static_shape("linear", {"out": 2**31}, [(4,)]), ValidationError)
+    assert static_shape("conv", {"out": 2, "kernel": 1, "stride": 2**31 - 1}, [(3, 8, 8)]) == (2, 1, 1)

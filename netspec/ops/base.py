@@ -13,11 +13,16 @@ import enum
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Shape = tuple[int, ...]
+# The largest size, stride, padding or count netspec takes: PyTorch's pooling holds them in C ints
+# (2**31 passed netspec's checks, then failed in the forward pass), and no real layer comes near.
+MAX_INT = 2**31 - 1
+PositiveInt = Annotated[int, Field(gt=0, le=MAX_INT)]
+NonNegativeInt = Annotated[int, Field(ge=0, le=MAX_INT)]
 REGISTRY: dict[str, type["Op"]] = {}
 
 

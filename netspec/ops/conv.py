@@ -5,9 +5,9 @@ from __future__ import annotations
 from math import prod
 from typing import Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field
 
-from .base import Op, ShapeError, StrictParams, fmt, tuple_of
+from .base import NonNegativeInt, Op, PositiveInt, ShapeError, StrictParams, fmt, tuple_of
 
 IntOrList = PositiveInt | list[PositiveInt]
 

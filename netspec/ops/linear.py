@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
-from .base import Op, StrictParams, prod
+from .base import Op, PositiveInt, StrictParams, prod
 
 
 class LinearParams(StrictParams):

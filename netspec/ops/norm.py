@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat
 
-from .base import Op, ShapeError, StrictParams, fmt, prod
+from .base import Op, PositiveInt, ShapeError, StrictParams, fmt, prod
 
 
 class BatchNormParams(StrictParams):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, NonNegativeInt, PositiveInt
+from pydantic import Field
 
-from .base import Op, ShapeError, StrictParams, fmt, tuple_of
+from .base import NonNegativeInt, Op, PositiveInt, ShapeError, StrictParams, fmt, tuple_of
 
 IntOrList = PositiveInt | list[PositiveInt]
 
