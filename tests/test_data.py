@@ -231,6 +231,34 @@ def test_image_folder_gives_the_channels_the_network_takes(tmp_path, channels):
     assert x.shape == (4, channels, 16, 16)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_16_bit_images_are_scaled_not_clipped(tmp_path, channels):
+    """PIL's convert() clips 16-bit gray at 255: noise of mean 0.5 once trained as 98 % white."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 65536, (16, 16), dtype=np.uint16)
+    for split in ("train", "test"):
+        folder = tmp_path / split / "a"
+        folder.mkdir(parents=True)
+        Image.fromarray(pixels).save(folder / "0.png")
+    data = load_data(TrainConfig(data=f"imagefolder:{tmp_path}", workers=0), (channels, 16, 16), CPU)
+    x, _ = next(data.train.train_batches(1, seed=0, epoch=0))
+    assert abs(x.mean().item() - pixels.mean() / 65535) < 0.01 and x.max().item() < 1
+
+
+def test_an_image_pil_cannot_convert_is_a_data_error_naming_it(tmp_path):
+    from PIL import Image
+
+    _two_class_folder(tmp_path)
+    odd = tmp_path / "train" / "class0" / "float.tiff"
+    Image.new("F", (8, 8), 0.5).save(odd)
+    data = load_data(TrainConfig(data=f"imagefolder:{tmp_path}", workers=1), (3, 16, 16), CPU)
+    with pytest.raises(DataError) as info:
+        list(data.train.train_batches(4, seed=0, epoch=0))
+    assert str(info.value).startswith(f"{odd} holds floating-point pixels") and "\n" not in str(info.value)
+
+
 def test_image_folder_without_splits_is_a_data_error(tmp_path):
     with pytest.raises(DataError, match="train/ and test/"):
         load_data(TrainConfig(data=f"imagefolder:{tmp_path}"), (3, 16, 16), CPU)

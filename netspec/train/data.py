@@ -353,28 +353,31 @@ def synthetic(channels: int, device) -> Data:
                 description="synthetic (generated patterns, not real images)")
 
 
-def _open_image(path: str):
-    """ImageFolder's loader, saying which file it could not read (a worker's error is otherwise a traceback)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with open(path, "rb") as handle:
-            image = Image.open(handle)
-            image.load()
-            return image
-    except Exception as exc:
-        why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"  # which repeats the path
-        raise DataError(f"{path} is not an image PIL can read{why}; remove it or replace it") from None
-
-
-class _Convert:
-    """PIL mode conversion; a class, not a lambda, so workers can pickle it."""
+class _ImageLoader:
+    """ImageFolder's loader: a file as 8-bit `mode` (L, LA, RGB or RGBA), or a DataError naming it (a worker's
+    error would otherwise be a traceback). A class, not a closure, so that workers can pickle it."""
 
     def __init__(self, mode: str):
         self.mode = mode
 
-    def __call__(self, image):
-        return image.convert(self.mode)
+    def __call__(self, path: str):
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with open(path, "rb") as handle:
+                image = Image.open(handle)
+                image.load()
+            if image.mode.startswith("I"):  # 16-bit gray (I;16, or I as older Pillow reads it): convert() would
+                image = image.point(lambda v: v / 257).convert("L")  # clip at 255, not scale: all white
+            elif image.mode == "F":
+                raise DataError(f"{path} holds floating-point pixels, whose range netspec cannot know; "
+                                f"save it with 8 or 16 bits per channel")
+            return image.convert(self.mode)
+        except DataError:
+            raise
+        except Exception as exc:
+            why = "" if isinstance(exc, UnidentifiedImageError) else f" ({exc})"  # which repeats the path
+            raise DataError(f"{path} is not an image PIL can read{why}; remove it or replace it") from None
 
 
 def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
@@ -391,10 +394,10 @@ def image_folder(path: str, channels: int, size, device, workers: int) -> Data:
     if mode is None:
         raise DataError(f"an image folder gives 1 to 4 channels (gray, gray + alpha, RGB, RGBA); "
                         f"the network takes {channels}")
-    transform = T.Compose([_Convert(mode), T.Resize(tuple(size)), T.ToTensor()])
+    transform = T.Compose([T.Resize(tuple(size)), T.ToTensor()])
     try:
-        train = tvd.ImageFolder(str(root / "train"), transform=transform, loader=_open_image)
-        test = tvd.ImageFolder(str(test_dir), transform=transform, loader=_open_image)
+        train = tvd.ImageFolder(str(root / "train"), transform=transform, loader=_ImageLoader(mode))
+        test = tvd.ImageFolder(str(test_dir), transform=transform, loader=_ImageLoader(mode))
     except (FileNotFoundError, RuntimeError) as e:
         raise DataError(f"image folder {root}: {e}") from None
     if train.classes != test.classes:
