@@ -158,11 +158,12 @@ def load_weights(module, path, ema: bool = False) -> str:
     """
     import torch
 
-    from .train.checkpoint import in_run, unreadable_reason
+    from .train.checkpoint import BEST_THEN_LAST, in_run, unreadable_reason
 
-    path = in_run(path, "best.pt")
+    given, path = path, in_run(path, BEST_THEN_LAST)
     if not Path(path).is_file():
-        raise ExportError(f"no weights file at {path}" + (" (a folder)" if Path(path).is_dir() else ""))
+        raise ExportError(f"no weights file at {path}" + (" (a folder: name a .pt file in it)"
+                                                           if Path(path).is_dir() else ""))
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
             warnings.simplefilter("ignore")
@@ -176,7 +177,7 @@ def load_weights(module, path, ema: bool = False) -> str:
         key = "ema" if ema else "model"
         if data.get(key) is None:
             raise ExportError(f"{path} holds no {key} weights")
-        what = f"{key} weights of a netspec checkpoint (epoch {data.get('epoch', '?')})"
+        what = f"{key} weights of {'a netspec checkpoint' if path == given else path} (epoch {data.get('epoch', '?')})"
         spec = data.get("spec") or {}
         trained_for = spec.get("path") or spec.get("name")
         data = clean_state_dict(data[key])

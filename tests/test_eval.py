@@ -101,7 +101,7 @@ def _unsafe(path: Path) -> None:
     ("unsafe", lambda p, run: _unsafe(p),
      "is not a readable checkpoint (it holds Python objects besides tensors and plain data; "
      "netspec loads checkpoints with weights_only=True)"),
-    ("folder", lambda p, run: p.mkdir(), "no checkpoint at {path} (a folder)"),
+    ("folder", lambda p, run: p.mkdir(), "no checkpoint at {path} (a folder: name a .pt file in it)"),
 ])
 def test_an_unreadable_checkpoint_is_one_line(run, tmp_path, capsys, name, write, reason):
     path = tmp_path / f"{name}.pt"

@@ -269,7 +269,7 @@ class _NotATensor:
     ("truncated.pt", lambda p: (torch.save({"w": torch.ones(64)}, p), p.write_bytes(p.read_bytes()[:200])),
      "truncated or damaged"),
     ("objects.pt", lambda p: torch.save({"w": _NotATensor()}, p), "Python objects besides tensors"),
-    ("folder", lambda p: p.mkdir(), "(a folder)"),
+    ("folder", lambda p: p.mkdir(), "(a folder: name a .pt file in it)"),
 ])
 def test_an_unreadable_weights_file_is_one_line(tmp_path, capsys, name, write, reason):
     weights = tmp_path / name

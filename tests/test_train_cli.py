@@ -71,7 +71,7 @@ def test_train_quiet_prints_only_the_last_line_and_writes_the_run(spec, capsys):
     (["--compile", "bogus"], "error: unknown torch.compile backend 'bogus'; choose one of "),
     (["-p", "classes=5"], "error: the network's output has shape [5] per image, but synthetic has 10 classes"),
     (["--device", "cuda"], "error: --device cuda, but PyTorch sees no CUDA device"),
-    (["--resume", "."], "error: no checkpoint at . (a folder)"),
+    (["--resume", "."], "error: no checkpoint at . (a folder: name a .pt file in it)"),
 ])
 def test_errors_are_one_sentence_exit_2_and_write_nothing(spec, capsys, monkeypatch, args, message):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -111,14 +111,22 @@ def test_a_run_folder_stands_for_its_best_pt_to_eval_and_export_and_its_last_pt_
     assert main(["eval", "run/best.pt"]) == 0
     by_file = capsys.readouterr().out
     assert main(["eval", "run"]) == 0
-    assert capsys.readouterr().out == by_file and "after epoch 1" in by_file
+    out, err = capsys.readouterr()
+    assert out == by_file and "after epoch 1" in by_file and err == f"evaluating {Path('run', 'best.pt')}\n"
     assert main(["export", str(spec), "--weights", "run", "--no-check", "-o", "net.onnx"]) == 0
-    assert "netspec checkpoint (epoch 1)" in capsys.readouterr().err
+    assert f"model weights of {Path('run', 'best.pt')} (epoch 1)" in capsys.readouterr().err
     assert main(["train", "--resume", "run", "--epochs", "2", "--quiet"]) == 0
     assert checkpoint.load("run/last.pt")["epoch"] == 2
+    Path("run/best.pt").unlink()  # e.g. a run stopped before its first epoch ended: its last.pt stands in
+    assert main(["eval", "run"]) == 0
+    assert "after epoch 2" in capsys.readouterr().out
+    Path("onlybest").mkdir()
+    Path("run/last.pt").rename("onlybest/best.pt")
+    assert main(["train", "--resume", "onlybest", "--quiet"]) == 2  # resuming means its last.pt
+    assert "no checkpoint at onlybest (a folder: name a .pt file in it)" in capsys.readouterr().err
     Path("empty").mkdir()
     assert main(["eval", "empty"]) == 2
-    assert capsys.readouterr().err == "error: no checkpoint at empty (a folder)\n"
+    assert capsys.readouterr().err == "error: no checkpoint at empty (a folder: name a .pt file in it)\n"
 
 
 def test_a_network_that_does_not_fit_the_resized_images_says_the_size(spec, capsys):

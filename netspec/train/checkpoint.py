@@ -70,18 +70,23 @@ def save(payload: dict, path: Path) -> None:
         raise
 
 
-def in_run(path: str | Path, name: str) -> Path:
-    """`path`, or where it is a run folder holding `name` (best.pt to evaluate or export, last.pt to resume),
-    that file: `netspec eval runs/x` means its best weights."""
+BEST_THEN_LAST = ("best.pt", "last.pt")  # what a run folder stands for to evaluate or export
+
+
+def in_run(path: str | Path, names: tuple[str, ...]) -> Path:
+    """`path`, or where it is a run folder, the first of `names` it holds: `netspec eval runs/x` means its
+    best weights (its last ones before an epoch ended), `--resume runs/x` its last.pt."""
     path = Path(path)
-    return path / name if path.is_dir() and (path / name).is_file() else path
+    if path.is_dir():
+        return next((path / name for name in names if (path / name).is_file()), path)
+    return path
 
 
 def load(path: str | Path, needed=NEEDED) -> dict:
     """Read a checkpoint safely (`weights_only=True`: no pickled code runs); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise ResumeError(f"no checkpoint at {path}" + (" (a folder)" if path.is_dir() else ""))
+        raise ResumeError(f"no checkpoint at {path}" + (" (a folder: name a .pt file in it)" if path.is_dir() else ""))
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
             warnings.simplefilter("ignore")

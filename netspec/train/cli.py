@@ -107,7 +107,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_eval_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="a last.pt or best.pt, or a run folder (its best.pt)")
+    p.add_argument("checkpoint", help="a last.pt or best.pt, or a run folder (its best.pt, else its last.pt)")
     _data_args(p)
     p.add_argument("--ema", action="store_true", help="evaluate the EMA weights")
 
@@ -159,7 +159,7 @@ def resolve(args):
     from .model import ModelSource, load_spec_text
 
     if args.resume:
-        args.resume = str(checkpoint.in_run(args.resume, "last.pt"))
+        args.resume = str(checkpoint.in_run(args.resume, ("last.pt",)))
     ckpt = checkpoint.load(args.resume, checkpoint.NEEDED_TO_RESUME) if args.resume else None
     if args.spec:
         import netspec
@@ -300,8 +300,11 @@ def run_eval(args) -> int:
         from .evaluate import evaluate_checkpoint, print_evaluation
         overrides = {"data": args.data, "data_dir": args.data_dir, "download": args.download,
                      "batch_size": args.batch_size, "device": args.device, "limit_test": args.limit_test}
-        from .checkpoint import in_run
-        print_evaluation(evaluate_checkpoint(in_run(args.checkpoint, "best.pt"), overrides, use_ema=args.ema))
+        from .checkpoint import BEST_THEN_LAST, in_run
+        path = in_run(args.checkpoint, BEST_THEN_LAST)
+        if path != Path(args.checkpoint):  # a run folder: say which of its files
+            print(f"evaluating {path}", file=sys.stderr)
+        print_evaluation(evaluate_checkpoint(path, overrides, use_ema=args.ema))
         return 0
     except errors as e:
         return _fail(str(e), getattr(e, "exit_code", 2))
