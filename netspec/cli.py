@@ -192,18 +192,36 @@ def cmd_check(args) -> int:
 
 
 def _spec_files(paths) -> list[str]:
-    """The paths, each folder standing for the .yaml and .yml files under it (sorted, hidden ones left out;
-    a folder with none stays, to be reported)."""
+    """The paths, each folder standing for the netspec files under it: its .yaml and .yml files (sorted;
+    hidden ones, and folders linked in, left out) that hold a `netspec:` key or do not parse. A folder with
+    none stays, to be reported; other YAML (a CI or compose file) is counted on stderr, not checked."""
     from pathlib import Path
 
     files = []
     for path in paths:
-        found = []
+        found, other = [], 0
         if Path(path).is_dir():
-            found = sorted(str(f) for f in Path(path).rglob("*") if f.suffix in (".yaml", ".yml") and f.is_file()
-                           and not any(part.startswith(".") for part in f.relative_to(path).parts))
+            for file in sorted(Path(path).rglob("*")):
+                if file.suffix in (".yaml", ".yml") and file.is_file() and \
+                        not any(part.startswith(".") for part in file.relative_to(path).parts):
+                    if _netspec_file(file):
+                        found.append(str(file))
+                    else:
+                        other += 1
+        if other:
+            print(f"{path}: left out {other} YAML file{'s' * (other > 1)} without a 'netspec:' key", file=sys.stderr)
         files.extend(found or [path])
     return files
+
+
+def _netspec_file(path) -> bool:
+    from .load import Map, load_file
+
+    try:
+        doc, _ = load_file(path)
+    except SpecError:
+        return True  # not YAML at all: `check` says where
+    return not isinstance(doc, Map) or "netspec" in doc
 
 
 def _check_one(args, path) -> None:
@@ -214,12 +232,13 @@ def _check_one(args, path) -> None:
     if Path(path).is_dir():
         raise SpecError(Pos(str(path), 1, 1), "a folder with no .yaml or .yml files in it")
     doc, _ = load_file(path)
-    if isinstance(doc, Map) and "blocks" in doc and "network" not in doc and "name" not in doc:
+    if isinstance(doc, Map) and "blocks" in doc and set(doc) <= {"netspec", "blocks"}:
         from .templates import load_template_file
 
         names = list(load_template_file(Path(path)))
-        if not args.quiet:  # a template's layers depend on its arguments: checked where a spec uses it
-            print(f"{path}: ok, template file: {', '.join(names) or 'no templates'}")
+        if not args.quiet:  # its layers depend on arguments, and may name templates of other files
+            print(f"{path}: template file, declares {', '.join(names) or 'nothing'}; its layers are checked "
+                  f"where a spec uses them")
         return
     network = _load(args, path)
     if not args.quiet:
@@ -320,7 +339,8 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("check", help="validate specs fast (no torch); one line per error")
-    p.add_argument("specs", nargs="+", help="spec files, template files (`use:`), or folders of them")
+    p.add_argument("specs", nargs="+", help="spec files, template files (`use:`), or folders of them "
+                   "(their YAML files with a netspec: key; folders linked in are not followed)")
     _spec_args(p)
     p.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     p.add_argument("--input-range", action="store_true",

@@ -163,10 +163,23 @@ def test_check_takes_folders_and_template_files(tmp_path, capsys):
     (tmp_path / ".hidden").mkdir()
     (tmp_path / ".hidden" / "broken.yaml").write_text("not: [a spec")
     (tmp_path / "notes.txt").write_text("not yaml")
+    (tmp_path / "compose.yml").write_text("version: 3\nservices: {}\n")  # a project's other YAML
     assert main(["check", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.splitlines() == [
-        f"{tmp_path / 'lib.yaml'}: ok, template file: double_conv",
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        f"{tmp_path / 'lib.yaml'}: template file, declares double_conv; its layers are checked where a spec "
+        f"uses them",
         f"{tmp_path / 'sub' / 'net.yml'}: ok, 40 parameters, output (N, 4, 6, 6)"]
+    assert err == f"{tmp_path}: left out 1 YAML file without a 'netspec:' key\n"
+
+
+def test_a_broken_spec_with_blocks_is_still_checked_as_a_spec(tmp_path, capsys):
+    """Only a file of nothing but `netspec` and `blocks` is a template file: a spec's misspelt key stays
+    the error, not 'input' unknown to a template file."""
+    path = tmp_path / "b.yaml"
+    path.write_text("netspec: 1\ninput: [1, 8, 8]\nblocks:\n  b:\n    graph: [relu]\nlayers:\n  - b\n")
+    assert main(["check", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}:6:1: error: unknown key 'layers'")
 
 
 def test_check_locates_an_error_in_a_template_file_and_refuses_an_empty_folder(tmp_path, capsys):

@@ -86,7 +86,8 @@ def load(path: str | Path, needed=NEEDED) -> dict:
     """Read a checkpoint safely (`weights_only=True`: no pickled code runs); one-line errors."""
     path = Path(path)
     if not path.is_file():
-        raise ResumeError(f"no checkpoint at {path}" + (" (a folder: name a .pt file in it)" if path.is_dir() else ""))
+        folder = " (a folder: name a .pt file in it)" if path.is_dir() else ""
+        raise ResumeError(f"no checkpoint at {path}{folder}")
     try:
         with warnings.catch_warnings():  # torch warns about pickle protocols before refusing a file
             warnings.simplefilter("ignore")
