@@ -13,6 +13,7 @@ from .elaborate import DEFAULT_MAX_PARAMS, Elaborator, Scope
 from .errors import Pos, SpecError, did_you_mean
 from .ir import Network
 from .load import Map, load_file, load_text as parse_text
+from .ops.base import MAX_INT
 from .spec import SpecDocument, validate
 
 
@@ -53,8 +54,9 @@ def _elaborate(doc, text: str, path: str, params, input, max_params) -> Network:
     spec = validate(SpecDocument, doc, path)
     values = resolve_params(doc, spec.params, params or {}, path)
     shape = tuple(input) if input is not None else tuple(spec.input)
-    if not shape or any(not isinstance(d, int) or isinstance(d, bool) or d < 1 for d in shape):
-        raise SpecError(doc.at("input"), f"input {list(shape)} must be positive integers [C, H, W]")
+    if not shape or any(not isinstance(d, int) or isinstance(d, bool) or not 1 <= d <= MAX_INT for d in shape):
+        raise SpecError(doc.at("input"), f"input {list(shape)} must be positive integers [C, H, W], "
+                        f"each at most {MAX_INT:,}")
     elaborator = Elaborator(template_sets.for_spec(doc, path), max_params=max_params)
     root = Scope("", values, shape)
     elaborator.sequence(doc["network"], root, values, doc.at("network"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import re
@@ -427,16 +428,20 @@ def main(argv=None) -> int:
         return unexpected(exc)
 
 
+_NO_MEMORY = re.compile(r"out of memory|can't allocate memory|cannot allocate memory", re.IGNORECASE)
+
+
 def unexpected(exc: Exception) -> int:
-    """An exception no command expected: an allocation PyTorch could not make (too big a network, input,
-    batch or resize: the user's to change) is one line and exit code 2; anything else is a bug in netspec."""
+    """An exception no command expected: memory that could not be had (too big a network, input, batch or
+    resize: the user's to change) is one line and exit code 2; anything else is a bug in netspec."""
     text = str(exc).strip()
-    if not (isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower()):
+    if not (isinstance(exc, MemoryError) or isinstance(exc, OSError) and exc.errno == errno.ENOMEM
+            or isinstance(exc, RuntimeError) and _NO_MEMORY.search(text)):
         return internal_error(exc)
-    detail = text.splitlines()[0] if text else type(exc).__name__
+    lines = text.splitlines() or [type(exc).__name__]
+    detail = lines[-1].partition(": ")[2] if lines[0].startswith("Caught ") else lines[0]  # a DataLoader worker's
     detail = re.sub(r"^\[enforce fail at [^]]*\] (err == 0\. )?", "", detail)
-    print(f"error: out of memory: {detail[:200]}; a smaller network, --input, --batch-size or --resize needs less",
-          file=sys.stderr)
+    print(f"error: out of memory: {detail[:200]}; a smaller network, input or batch needs less", file=sys.stderr)
     return 2
 
 

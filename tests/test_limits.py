@@ -359,6 +359,13 @@ def test_no_environment_variable_or_file_is_read_by_an_expression(tmp_path):
     assert "HOME" in os.environ
 
 
+def test_an_input_given_on_the_command_line_is_bounded_as_the_spec_s_is(tmp_path, capsys):
+    path = tmp_path / "small.yaml"
+    path.write_text(SMALL)
+    assert main(["check", str(path), "--input", "99999999999999"]) == 2
+    assert "each at most 2,147,483,647" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("budget", ["0", "-5", "abc", "2.5", "inf", "nan", "1e-3"])
 def test_max_params_must_be_a_positive_whole_number(tmp_path, capsys, budget):
     path = tmp_path / "small.yaml"

@@ -90,7 +90,7 @@ def test_out_of_memory_is_one_sentence_exit_2_and_writes_nothing(spec, capsys):
     spec.write_text(SPEC.replace("  - flatten\n", "  - adaptive_avgpool: 1\n  - flatten\n"))  # any size fits
     assert main(["train", str(spec), "--resize", "1000000"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: out of memory: ") and "--batch-size or --resize needs less" in err
+    assert err.startswith("error: out of memory: ") and "a smaller network, input or batch needs less" in err
     assert err.count("\n") == 1 and not Path("runs").exists()
 
 
@@ -103,6 +103,14 @@ def test_only_allocation_failures_count_as_out_of_memory(capsys):
     assert capsys.readouterr().err.startswith("error: out of memory: CUDA out of memory. Tried to allocate 2 GiB;")
     assert unexpected(RuntimeError("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)")) == 1
     assert capsys.readouterr().err.startswith("internal error: RuntimeError: mat1 and mat2")
+    assert unexpected(OSError(12, "Cannot allocate memory")) == 2  # a DataLoader worker's fork, say
+    assert capsys.readouterr().err.startswith("error: out of memory: [Errno 12] Cannot allocate memory;")
+    worker = RuntimeError("Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent "
+                          "call last):\n  ...\nRuntimeError: DefaultCPUAllocator: can't allocate memory: 9 GB")
+    assert unexpected(worker) == 2
+    assert capsys.readouterr().err.startswith("error: out of memory: DefaultCPUAllocator: can't allocate memory: 9 GB;")
+    assert unexpected(ValueError("whether the run ran out of memory: no")) == 1  # only what an allocation raises
+    assert unexpected(OSError(2, "No such file")) == 1
 
 
 def test_a_run_folder_stands_for_its_best_pt_to_eval_and_export_and_its_last_pt_to_resume(spec, capsys, tmp_path):
@@ -135,11 +143,19 @@ def test_a_network_that_does_not_fit_the_resized_images_says_the_size(spec, caps
     err = capsys.readouterr().err
     assert err.startswith(f"{spec}:8:23: error: maxpool: ") and "Traceback" not in err
     assert "at the size 1x1 that resize gives the images (the spec's input is 28x28)" in err
+    assert main(["train", str(spec), "--resize", "200000"]) == 2  # flatten -> linear: 4 * 10^11 weights
+    err = capsys.readouterr().err
+    assert "more than 10,000,000,000 parameters" in err and "at the size 200000x200000" in err
+    assert "hint: train at a smaller size (resize)" in err and "--max-params" not in err  # train has none
+    spec.write_text(SPEC.replace("input: [1, 28, 28]", "input: [1, 4, 28, 28]"))  # a volume is not an image
+    assert main(["train", str(spec), "--resize", "28"]) == 2
+    assert capsys.readouterr().err.startswith("error: the runner trains on images")
     assert not Path("runs").exists()
 
 
 def test_every_setting_of_the_train_section_has_a_flag():
-    """What a spec's `train:` can say, the command line can override (--grad-clip was once missing)."""
+    """Every top-level setting of a spec's `train:` has a flag (--grad-clip was once missing); an optimizer's
+    or a schedule's own settings (momentum, betas, warmup ...) have none but --lr."""
     from netspec.train.cli import OVERRIDES
     from netspec.train.config import TrainConfig
 
@@ -151,7 +167,8 @@ def test_every_setting_of_the_train_section_has_a_flag():
 
 
 def test_grad_clip_and_amp_dtype_flags_reach_the_run(spec, capsys):
-    assert main(["train", str(spec), "--quiet", "--out", "run", "--grad-clip", "0.5", "--amp-dtype", "float16"]) == 0
+    assert main(["train", str(spec), "--out", "run", "--grad-clip", "0.5", "--amp", "--amp-dtype", "float16"]) == 0
+    assert ", cpu, fp16, run folder run" in capsys.readouterr().out  # the header once said nothing of it
     config = json.loads(Path("run/config.json").read_text())["config"]
     assert config["grad_clip"] == 0.5 and config["amp_dtype"] == "float16"
     assert main(["train", "--resume", "run", "--quiet", "--epochs", "2", "--grad-clip", "0"]) == 0

@@ -70,7 +70,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resize", type=_size, metavar="SIZE", help="resize images to SIZE or H,W on the device")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction,
                    help="random flips and shifts (up to 1/8 of a side) of training images (default: off)")
-    p.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bf16 autocast (default: on for CUDA)")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction,
+                   help="autocast in bf16 (or --amp-dtype) (default: on for CUDA)")
     p.add_argument("--amp-dtype", choices=["bfloat16", "float16"],
                    help="autocast's type: float16 (with a gradient scaler) for GPUs without bf16")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction,
@@ -188,16 +189,18 @@ def _check_resized(spec, size) -> None:
     """The network at the size `resize` gives the images, checked before any data is read; its error says
     that size, since the spec names another."""
     import netspec
+    from netspec.elaborate import OverBudget
     from netspec.errors import SpecError
 
-    if size is None or tuple(size) == tuple(spec.input[1:]):
-        return
+    if size is None or len(spec.input) != 3 or tuple(size) == tuple(spec.input[1:]):
+        return  # not resized, or not an image: the runner says so
     try:
         netspec.infer(spec, input=(spec.input[0], *size))
     except SpecError as err:
         d = err.diagnostic
+        hint = "train at a smaller size (resize)" if isinstance(err, OverBudget) else d.hint  # no --max-params here
         raise SpecError(d.pos, f"{d.message}, at the size {size[0]}x{size[1]} that resize gives the images "
-                        f"(the spec's input is {'x'.join(map(str, spec.input[1:]))})", d.hint, d.chain) from None
+                        f"(the spec's input is {'x'.join(map(str, spec.input[1:]))})", hint, d.chain) from None
 
 
 def launch(nproc: int, argv: list[str]) -> int:

@@ -431,7 +431,7 @@ class _Run:
         config, world = self.config, self.world
         self.report.info(f"training {self.source.name} on {self.data.description}, input {list(self.shape)}, "
                          f"{self.device}{f' x{world.size}' if world.distributed else ''}"
-                         f"{', bf16' if self.amp and self.amp_dtype == torch.bfloat16 else ''}"
+                         f"{(', bf16' if self.amp_dtype == torch.bfloat16 else ', fp16') if self.amp else ''}"
                          f"{', channels-last' if self.channels_last else ''}"
                          f"{', run folder ' + str(self.run_dir) if self.run_dir else ''}")
         if self.outputs_note:
