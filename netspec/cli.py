@@ -210,7 +210,8 @@ def _spec_files(paths) -> list[str]:
                     else:
                         other += 1
         if other:
-            print(f"{path}: left out {other} YAML file{'s' * (other > 1)} without a 'netspec:' key", file=sys.stderr)
+            print(f"{path}: left out {other} YAML file{'s' * (other > 1)} without a 'netspec:' key",
+                  file=sys.stderr)
         files.extend(found or [path])
     return files
 
@@ -332,8 +333,8 @@ def parser(argv=None) -> argparse.ArgumentParser:
     p.add_argument("--opset", type=_opset, default=None, help="ONNX opset version (default: torch's)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size at 1 instead of N")
     p.add_argument("--weights", metavar="FILE",
-                   help="trained weights: a netspec checkpoint, a run folder (its best.pt, else last.pt) or a state_dict file "
-                        "(default: untrained)")
+                   help="trained weights: a netspec checkpoint, a run folder (its best.pt, else last.pt) or a "
+                        "state_dict file (default: untrained)")
     p.add_argument("--ema", action="store_true", help="with a checkpoint: export its EMA weights")
     p.add_argument("--no-check", action="store_true",
                    help="skip running the file in onnxruntime against PyTorch")

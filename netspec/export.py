@@ -177,7 +177,8 @@ def load_weights(module, path, ema: bool = False) -> str:
         key = "ema" if ema else "model"
         if data.get(key) is None:
             raise ExportError(f"{path} holds no {key} weights")
-        what = f"{key} weights of {'a netspec checkpoint' if path == Path(given) else path} (epoch {data.get('epoch', '?')})"
+        source = "a netspec checkpoint" if path == Path(given) else path  # a run folder's: say which file
+        what = f"{key} weights of {source} (epoch {data.get('epoch', '?')})"
         spec = data.get("spec") or {}
         trained_for = spec.get("path") or spec.get("name")
         data = clean_state_dict(data[key])
