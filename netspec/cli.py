@@ -181,79 +181,67 @@ def _dims(dims) -> str:
 def cmd_check(args) -> int:
     """Every file gets its verdict: one bad file, or a bug met in one, does not hide the rest."""
     failed = crashed = 0
-    for path in _spec_files(args.specs):
-        try:
-            _check_one(args, path)
-        except SpecError as err:
-            failed += 1
-            print(err.format(), file=sys.stderr)
-        except Exception as exc:  # a bug in netspec: say which file met it and go on
-            crashed += internal_error(exc, f"{path}: ")
+    for given in args.specs:
+        files = _yaml_files(given)
+        left_out = 0
+        for path in files or [given]:  # an empty folder is reported by _check_one
+            try:
+                left_out += not _check_one(args, path, in_folder=bool(files))
+            except SpecError as err:
+                failed += 1
+                print(err.format(), file=sys.stderr)
+            except Exception as exc:  # a bug in netspec: say which file met it and go on
+                crashed += internal_error(exc, f"{path}: ")
+        if left_out:
+            print(f"{given}: left out {left_out} YAML file{'s' * (left_out > 1)} without a 'netspec:' key",
+                  file=sys.stderr)
     return 1 if crashed else 2 if failed else 0
 
 
-def _spec_files(paths) -> list[str]:
-    """The paths, each folder standing for the netspec files under it: its .yaml and .yml files (sorted;
-    hidden ones, and folders linked in, left out) that hold a `netspec:` key or do not parse. A folder with
-    none stays, to be reported; other YAML (a CI or compose file) is counted on stderr, not checked."""
+def _yaml_files(path) -> list[str] | None:
+    """A folder's .yaml and .yml files, sorted (hidden ones, and folders linked in, left out); None for a file."""
     from pathlib import Path
 
-    files = []
-    for path in paths:
-        found, other = [], 0
-        if Path(path).is_dir():
-            for file in sorted(Path(path).rglob("*")):
-                if file.suffix in (".yaml", ".yml") and file.is_file() and \
-                        not any(part.startswith(".") for part in file.relative_to(path).parts):
-                    if _netspec_file(file):
-                        found.append(str(file))
-                    else:
-                        other += 1
-        if other:
-            print(f"{path}: left out {other} YAML file{'s' * (other > 1)} without a 'netspec:' key",
-                  file=sys.stderr)
-        files.extend(found or [path])
-    return files
+    if not Path(path).is_dir():
+        return None
+    return [str(file) for file in sorted(Path(path).rglob("*")) if file.suffix in (".yaml", ".yml")
+            and file.is_file() and not any(part.startswith(".") for part in file.relative_to(path).parts)]
 
 
-def _netspec_file(path) -> bool:
-    from .load import Map, load_file
-
-    try:
-        doc, _ = load_file(path)
-    except SpecError:
-        return True  # not YAML at all: `check` says where
-    return not isinstance(doc, Map) or "netspec" in doc
-
-
-def _check_one(args, path) -> None:
+def _check_one(args, path, in_folder: bool) -> bool:
+    """Check one file, read once; False where a folder's YAML file is not netspec's (a CI or compose file)."""
     from pathlib import Path
 
+    from .api import _elaborate, parse_assignments
+    from .elaborate import DEFAULT_MAX_PARAMS
     from .load import Map, load_file
 
     if Path(path).is_dir():
         raise SpecError(Pos(str(path), 1, 1), "a folder with no .yaml or .yml files in it")
-    doc, _ = load_file(path)
+    doc, text = load_file(path)
+    if in_folder and isinstance(doc, Map) and "netspec" not in doc:
+        return False
     if isinstance(doc, Map) and "blocks" in doc and set(doc) <= {"netspec", "blocks"}:
-        from .templates import load_template_file
+        from .templates import template_file
 
-        names = list(load_template_file(Path(path)))
+        names = list(template_file(doc, str(path)))
         if not args.quiet:  # its layers depend on arguments, and may name templates of other files
             print(f"{path}: template file, declares {', '.join(names) or 'nothing'}; its layers are checked "
                   f"where a spec uses them")
-        return
-    network = _load(args, path)
+        return True
+    network = _elaborate(doc, text, str(path), parse_assignments(args.param), args.input,
+                         args.max_params or DEFAULT_MAX_PARAMS)
     if not args.quiet:
         print(f"{path}: ok, {network.n_params:,} parameters, output (N, "
               f"{', '.join(map(str, network.output))})")
     if args.input_range:
-        from .api import parse_assignments
         from .constraints import describe, input_range, reasons
 
         ranges = input_range(path, parse_assignments(args.param), args.input, max_params=args.max_params)
         print(f"{path}: input sizes: {describe(ranges)}")
         for line in reasons(ranges):
             print(f"  {line}")
+    return True
 
 
 def cmd_diff(args) -> int:

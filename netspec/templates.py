@@ -62,7 +62,12 @@ def _templates(blocks: Map, builtin: bool) -> dict[str, Template]:
 
 def load_template_file(path: Path, builtin: bool = False) -> dict[str, Template]:
     doc, _ = load_file(path)
-    validate(TemplateFile, doc, str(path), what="template file")
+    return template_file(doc, str(path), builtin)
+
+
+def template_file(doc, path: str, builtin: bool = False) -> dict[str, Template]:
+    """The templates of a template file already read."""
+    validate(TemplateFile, doc, path, what="template file")
     return _templates(doc.get("blocks") or Map(doc.pos), builtin)
 
 
