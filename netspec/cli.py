@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from .errors import Pos, SpecError
+from .errors import Pos, SpecError, own_message
 from .files import OutputError
 
 
@@ -423,12 +423,11 @@ _NO_MEMORY = re.compile(r"out of memory|can't allocate memory|cannot allocate me
 def unexpected(exc: Exception) -> int:
     """An exception no command expected: memory that could not be had (too big a network, input, batch or
     resize: the user's to change) is one line and exit code 2; anything else is a bug in netspec."""
-    text = str(exc).strip()
+    text = own_message(exc)
     if not (isinstance(exc, MemoryError) or isinstance(exc, OSError) and exc.errno == errno.ENOMEM
             or isinstance(exc, RuntimeError) and _NO_MEMORY.search(text)):
         return internal_error(exc)
-    lines = text.splitlines() or [type(exc).__name__]
-    detail = lines[-1].partition(": ")[2] if lines[0].startswith("Caught ") else lines[0]  # a DataLoader worker's
+    detail = text.splitlines()[0] if text else type(exc).__name__
     detail = re.sub(r"^\[enforce fail at [^]]*\] (err == 0\. )?", "", detail)
     print(f"error: out of memory: {detail[:200]}; a smaller network, input or batch needs less", file=sys.stderr)
     return 2

@@ -74,3 +74,12 @@ def did_you_mean(word: str, choices) -> str | None:
     same_case = [c for c in choices if c.lower() == str(word).lower()]
     close = same_case or difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def own_message(exc: BaseException) -> str:
+    """An error's own message; a DataLoader worker's arrives as "Caught X in DataLoader worker process N."
+    and the worker's traceback, whose last line ("module.X: message") holds it."""
+    text = str(exc).strip()
+    if text.startswith("Caught ") and "DataLoader worker" in text.splitlines()[0]:
+        return text.splitlines()[-1].partition(": ")[2]
+    return text

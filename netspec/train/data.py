@@ -22,6 +22,8 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
+from ..errors import own_message
+
 TORCHVISION_SETS = {  # name -> (torchvision class name, folder torchvision looks in, how to fetch)
     "fashion-mnist": ("FashionMNIST", "FashionMNIST/raw"),
     "mnist": ("MNIST", "MNIST/raw"),
@@ -216,10 +218,8 @@ class FolderSplit:
         try:
             for x, y in loader:
                 yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        except DataError as exc:  # from a worker: "Caught DataError in DataLoader worker process 0." + traceback
-            text = str(exc)
-            raise DataError(text.rstrip().splitlines()[-1].partition(": ")[2] if text.startswith("Caught ")
-                            else text) from None
+        except DataError as exc:  # from a worker, it holds the worker's traceback
+            raise DataError(own_message(exc)) from None
 
     def train_batches(self, batch_size, seed, epoch, rank=0, world=1, start=0):
         yield from self._moved(self._loader(batch_indices(len(self), batch_size, seed, epoch, rank, world)[start:]))
